@@ -1,0 +1,76 @@
+# Developer entry points. Every target bootstraps the virtualenv it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Python 3.13 (the Lambda runtime) where one actually runs: a plain python3.13, else pyenv's
+# 3.13 through PYENV_VERSION, else python3 (the code also runs on 3.11).
+PYENV_313 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$$' | tail -n 1)
+PYTHON := $(shell \
+  if python3.13 --version >/dev/null 2>&1; then echo python3.13; \
+  elif [ -n "$(PYENV_313)" ] && PYENV_VERSION=$(PYENV_313) python3.13 --version >/dev/null 2>&1; then echo "env PYENV_VERSION=$(PYENV_313) python3.13"; \
+  else echo python3; fi)
+
+# The venv's bin first: it holds a working python3.13, which `sam build` looks for on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export AWS_DEFAULT_REGION ?= us-east-1
+
+FN ?= SenderFunction
+EVENT ?= events/sender/sqs-batch.json
+ENV ?= default
+EVENTS ?= 300
+FAILURE_RATE ?= 0.3
+
+.PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml layers/notifications/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create the virtualenv (.venv) with everything installed
+
+demo: $(STAMP) ## run the whole pipeline on embedded moto and print the dashboard
+	$(BIN)/notifyctl local demo --events $(EVENTS) --failure-rate $(FAILURE_RATE)
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy on the shared layer package
+	$(BIN)/mypy
+
+validate: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+
+unit: $(STAMP) ## unit tests only (no moto)
+	$(BIN)/python -m pytest tests/unit -q
+
+test: lint typecheck validate ## lint, type checks, template validation and the whole pytest suite
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+build: $(STAMP) ## sam build (needs a working python3.13 on PATH)
+	$(BIN)/sam build --template template.yaml
+
+deploy: build ## sam deploy to the samconfig environment ENV (default, staging, prod)
+	$(BIN)/sam deploy --config-env $(ENV)
+
+invoke: build ## sam local invoke FN with EVENT (needs Docker)
+	$(BIN)/sam local invoke $(FN) -e $(EVENT) --env-vars events/env.json
+
+serve: $(STAMP) ## the local stack on moto server at 127.0.0.1 until Ctrl-C
+	$(BIN)/notifyctl local serve
+
+bench: $(STAMP) ## benchmarks: print figures, never fail on timing
+	$(BIN)/python bench/run.py
+
+clean: ## remove the virtualenv and build output
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

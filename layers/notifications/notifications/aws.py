@@ -1,0 +1,35 @@
+"""boto3 clients and resources, created lazily and cached: importing a module costs nothing."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Adaptive client-side retries for throttling; timeouts well inside a Lambda's own.
+_CONFIG = Config(
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=10,
+)
+
+
+@cache
+def client(service: str) -> Any:
+    """A cached boto3 client. Region and endpoint come from the environment
+    (``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``)."""
+    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests that switch endpoints or credentials)."""
+    client.cache_clear()
+    resource.cache_clear()
+
+
+@cache
+def resource(service: str) -> Any:
+    """A cached boto3 resource (DynamoDB's typed-value API)."""
+    return boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]

@@ -1,0 +1,1 @@
+"""Delivery channels: one provider adapter per channel behind the ``ChannelProvider`` protocol."""

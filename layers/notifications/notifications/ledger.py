@@ -1,0 +1,345 @@
+"""The ledger: one DynamoDB item per notification, recording its life.
+
+Status moves REQUESTED -> SENDING -> SENT, or through RETRYING back to SENDING, or to
+DEAD_LETTERED (by the alarm function), SUPPRESSED, DEFERRED, REDRIVEN. The item is also the
+send guard: ``begin_attempt`` is a conditional write that refuses a notification already SENT,
+or one another invocation holds a live lease on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from notifications.aws import resource
+from notifications.masking import mask_recipient
+from notifications.models import NotificationRequested, NotificationStatus, utc_iso
+
+# Ledger items expire (DynamoDB TTL) this long after their last change.
+RETENTION = timedelta(days=400)
+MAX_ERRORS_KEPT = 20
+
+
+class Claim(StrEnum):
+    GRANTED = "granted"  # go ahead and send
+    ALREADY_SENT = "already_sent"  # a duplicate delivery: acknowledge, do not send
+    LEASED = "leased"  # another invocation is sending it right now
+
+
+@dataclass(frozen=True)
+class AttemptClaim:
+    outcome: Claim
+    attempts: int = 0
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    reason: str
+    message: str
+    at: datetime
+
+    def item(self) -> dict[str, str]:
+        return {"reason": self.reason, "message": self.message[:500], "at": utc_iso(self.at)}
+
+
+class Ledger(Protocol):
+    def record_requested(self, request: NotificationRequested, now: datetime) -> bool: ...
+    def record_suppressed(
+        self, request: NotificationRequested, reason: str, now: datetime
+    ) -> None: ...
+    def begin_attempt(
+        self, request: NotificationRequested, lease_until: datetime, now: datetime
+    ) -> AttemptClaim: ...
+    def record_sent(
+        self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime
+    ) -> None: ...
+    def record_retrying(
+        self, notification_id: str, failure: FailureRecord, next_attempt_at: datetime
+    ) -> None: ...
+    def record_failed_attempt(self, notification_id: str, failure: FailureRecord) -> None: ...
+    def record_dead_lettered(self, entry: DeadLetterEntry, now: datetime) -> None: ...
+    def get(self, notification_id: str) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class DeadLetterEntry:
+    """What the alarm function knows about one dead letter."""
+
+    notification_id: str
+    reason: str
+    error: str
+    failure_class: str
+    payload: str
+    receive_count: int
+    dlq_message_id: str
+    channel: str | None = None
+    recipient: str | None = None
+    user_id: str | None = None
+    event_type: str | None = None
+
+
+def _base_attributes(request: NotificationRequested) -> dict[str, Any]:
+    return {
+        "channel": request.channel.value,
+        "recipient_masked": mask_recipient(request.channel, request.recipient),
+        "user_id": request.user_id or "-",
+        "event_id": request.event_id,
+        "event_type": request.event_type,
+        "template_id": request.template_id,
+        "category": request.category,
+        "correlation_id": request.correlation_id,
+        "occurred_at": utc_iso(request.occurred_at),
+    }
+
+
+class DynamoLedger:
+    """The ledger on a DynamoDB table keyed by ``notification_id``."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def _table(self) -> Any:
+        return resource("dynamodb").Table(self.table_name)
+
+    def record_requested(self, request: NotificationRequested, now: datetime) -> bool:
+        """Create the record; False when it exists already (a duplicate event, or the sender
+        got there first). Never moves an existing record backwards."""
+        return self._create(request, NotificationStatus.REQUESTED, now, {})
+
+    def record_suppressed(self, request: NotificationRequested, reason: str, now: datetime) -> None:
+        self._create(request, NotificationStatus.SUPPRESSED, now, {"suppressed_reason": reason})
+
+    def _create(
+        self,
+        request: NotificationRequested,
+        status: NotificationStatus,
+        now: datetime,
+        extra: dict[str, Any],
+    ) -> bool:
+        item = {
+            "notification_id": request.notification_id,
+            "status": status.value,
+            "attempts": 0,
+            "created_at": utc_iso(now),
+            "updated_at": utc_iso(now),
+            "expires_at": _ttl(now),
+            **_base_attributes(request),
+            **extra,
+        }
+        try:
+            self._table().put_item(
+                Item=item, ConditionExpression="attribute_not_exists(notification_id)"
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def begin_attempt(
+        self, request: NotificationRequested, lease_until: datetime, now: datetime
+    ) -> AttemptClaim:
+        names = {"#s": "status"}
+        values: dict[str, Any] = {
+            ":sending": NotificationStatus.SENDING.value,
+            ":sent": NotificationStatus.SENT.value,
+            ":lease": utc_iso(lease_until),
+            ":now": utc_iso(now),
+            ":zero": 0,
+            ":one": 1,
+            ":ttl": _ttl(now),
+        }
+        sets = [
+            "#s = :sending",
+            "lease_until = :lease",
+            "attempts = if_not_exists(attempts, :zero) + :one",
+            "updated_at = :now",
+            "created_at = if_not_exists(created_at, :now)",
+            "expires_at = :ttl",
+        ]
+        for index, (name, value) in enumerate(_base_attributes(request).items()):
+            names[f"#b{index}"] = name
+            values[f":b{index}"] = value
+            sets.append(f"#b{index} = if_not_exists(#b{index}, :b{index})")
+        try:
+            response = self._table().update_item(
+                Key={"notification_id": request.notification_id},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression=(
+                    "attribute_not_exists(notification_id) OR "
+                    "(#s <> :sent AND (attribute_not_exists(lease_until) OR lease_until < :now))"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            old = self.get(request.notification_id) or {}
+            if old.get("status") == NotificationStatus.SENT.value:
+                return AttemptClaim(Claim.ALREADY_SENT, int(old.get("attempts", 0)))
+            lease = old.get("lease_until")
+            return AttemptClaim(
+                Claim.LEASED,
+                int(old.get("attempts", 0)),
+                datetime.fromisoformat(lease) if isinstance(lease, str) else None,
+            )
+        return AttemptClaim(Claim.GRANTED, int(response["Attributes"]["attempts"]))
+
+    def record_sent(
+        self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime
+    ) -> None:
+        self._table().update_item(
+            Key={"notification_id": notification_id},
+            UpdateExpression=(
+                "SET #s = :sent, sent_at = :now, updated_at = :now, latency_ms = :lat, "
+                "provider_message_id = :pmid REMOVE lease_until, next_attempt_at"
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sent": NotificationStatus.SENT.value,
+                ":now": utc_iso(now),
+                ":lat": latency_ms,
+                ":pmid": provider_message_id or "-",
+            },
+        )
+
+    def record_retrying(
+        self, notification_id: str, failure: FailureRecord, next_attempt_at: datetime
+    ) -> None:
+        self._failure(
+            notification_id,
+            failure,
+            "#s = :retrying, next_attempt_at = :next, ",
+            {":retrying": NotificationStatus.RETRYING.value, ":next": utc_iso(next_attempt_at)},
+        )
+
+    def record_failed_attempt(self, notification_id: str, failure: FailureRecord) -> None:
+        """A final failure: the message is on its way to the DLQ (the alarm function writes
+        DEAD_LETTERED when it gets there); keep the error and release the lease."""
+        self._failure(notification_id, failure, "", {})
+
+    def _failure(
+        self,
+        notification_id: str,
+        failure: FailureRecord,
+        set_clause: str,
+        values: dict[str, Any],
+    ) -> None:
+        self._table().update_item(
+            Key={"notification_id": notification_id},
+            UpdateExpression=(
+                f"SET {set_clause}updated_at = :at, last_error = :err, last_reason = :reason, "
+                "errors = list_append(if_not_exists(errors, :empty), :errs) REMOVE lease_until"
+            ),
+            ConditionExpression="attribute_exists(notification_id) AND #s <> :sent_status",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                **values,
+                ":at": utc_iso(failure.at),
+                ":err": failure.message[:500],
+                ":reason": failure.reason,
+                ":empty": [],
+                ":errs": [failure.item()],
+                ":sent_status": NotificationStatus.SENT.value,
+            },
+        )
+
+    def record_dead_lettered(self, entry: DeadLetterEntry, now: datetime) -> None:
+        names = {"#s": "status"}
+        values: dict[str, Any] = {
+            ":dead": NotificationStatus.DEAD_LETTERED.value,
+            ":now": utc_iso(now),
+            ":reason": entry.reason,
+            ":err": entry.error[:1000],
+            ":class": entry.failure_class,
+            ":payload": entry.payload[:200_000],
+            ":rc": entry.receive_count,
+            ":mid": entry.dlq_message_id,
+            ":zero": 0,
+            ":ttl": _ttl(now),
+            ":empty": [],
+            ":errs": [{"reason": entry.reason, "message": entry.error[:500], "at": utc_iso(now)}],
+        }
+        sets = [
+            "#s = :dead",
+            "dead_lettered_at = :now",
+            "updated_at = :now",
+            "created_at = if_not_exists(created_at, :now)",
+            "dead_letter_reason = :reason",
+            "last_reason = :reason",
+            "last_error = :err",
+            "failure_class = :class",
+            "payload = :payload",
+            "receive_count = :rc",
+            "dlq_message_id = :mid",
+            "attempts = if_not_exists(attempts, :zero)",
+            "expires_at = :ttl",
+            "errors = if_not_exists(errors, :errs)",
+        ]
+        optional = {
+            "channel": entry.channel,
+            "recipient_masked": entry.recipient,
+            "user_id": entry.user_id,
+            "event_type": entry.event_type,
+        }
+        for index, (name, value) in enumerate(optional.items()):
+            if value:
+                names[f"#o{index}"] = name
+                values[f":o{index}"] = value
+                sets.append(f"#o{index} = if_not_exists(#o{index}, :o{index})")
+        del values[":empty"]
+        self._table().update_item(
+            Key={"notification_id": entry.notification_id},
+            UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def scan(self) -> Iterator[dict[str, Any]]:
+        """Every record, page by page (operators' views; not on a per-message path)."""
+        kwargs: dict[str, Any] = {}
+        while True:
+            page = self._table().scan(**kwargs)
+            for item in page.get("Items", []):
+                yield {k: _plain(v) for k, v in item.items()}
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def get(self, notification_id: str) -> dict[str, Any] | None:
+        item = (
+            self._table()
+            .get_item(Key={"notification_id": notification_id}, ConsistentRead=True)
+            .get("Item")
+        )
+        return None if item is None else {k: _plain(v) for k, v in item.items()}
+
+
+def _ttl(now: datetime) -> int:
+    return int((now + RETENTION).timestamp())
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals and sets back to plain Python values."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    return value

@@ -1,0 +1,50 @@
+"""Powertools Logger, Tracer and Metrics, and per-channel metric recording.
+
+Metrics go to namespace ``Notifications`` with dimension ``Channel``: Sent, Failed, Retried,
+DeadLettered, Deferred, Suppressed (counts) and DeliveryLatency (milliseconds).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
+    AmazonCloudWatchEMFProvider,
+)
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+COUNT_METRICS = ("Sent", "Failed", "Retried", "DeadLettered", "Deferred", "Suppressed")
+
+
+class ChannelMetrics:
+    """Collects per-channel counts and latencies during one invocation and emits them as one
+    EMF document per channel when flushed (a batch can hold several channels)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._latencies: dict[str, list[float]] = defaultdict(list)
+
+    def count(self, name: str, channel: str, value: float = 1) -> None:
+        if name not in COUNT_METRICS:
+            raise ValueError(f"unknown metric {name!r}")
+        self._counts[channel][name] += value
+
+    def latency(self, channel: str, milliseconds: float) -> None:
+        self._latencies[channel].append(max(milliseconds, 0.0))
+
+    def flush(self) -> None:
+        for channel in sorted(set(self._counts) | set(self._latencies)):
+            emf = AmazonCloudWatchEMFProvider(namespace=metrics.namespace, service=metrics.service)
+            emf.add_dimension(name="Channel", value=channel)
+            for name, value in self._counts.get(channel, {}).items():
+                emf.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            for value in self._latencies.get(channel, []):
+                emf.add_metric(name="DeliveryLatency", unit=MetricUnit.Milliseconds, value=value)
+            emf.flush_metrics()
+        self._counts.clear()
+        self._latencies.clear()

@@ -1,0 +1,126 @@
+"""The routing table: which domain event produces which notifications on which channels."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from notifications.models import (
+    Channel,
+    DomainEvent,
+    EventEnvelope,
+    NotificationRequested,
+    notification_id,
+)
+from notifications.preferences import Preferences
+
+NO_CONTACT_POINT = "no_contact_point"
+
+
+@dataclass(frozen=True)
+class Route:
+    template_id: str
+    category: str
+    channels: tuple[Channel, ...]
+    # Take the email address from this field of the event rather than the preferences.
+    email_from_event: str | None = None
+    webhooks: bool = False
+    # Critical categories bypass quiet hours (never a hard opt-out).
+    critical: bool = False
+
+
+ROUTING_TABLE: Mapping[str, Route] = {
+    "UserRegistered": Route(
+        template_id="welcome",
+        category="account",
+        channels=(Channel.EMAIL,),
+        email_from_event="email",
+    ),
+    "OrderPlaced": Route(
+        template_id="order_confirm",
+        category="order",
+        channels=(Channel.EMAIL, Channel.SMS, Channel.PUSH),
+        webhooks=True,
+    ),
+    "PaymentReceived": Route(
+        template_id="payment_received",
+        category="payment",
+        channels=(Channel.EMAIL, Channel.SMS, Channel.PUSH),
+        webhooks=True,
+        critical=True,
+    ),
+}
+
+
+class Subscription(Protocol):
+    @property
+    def subscription_id(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class PlannedNotification:
+    request: NotificationRequested
+    suppressed_reason: str | None = None
+
+
+def plan_notifications(
+    envelope: EventEnvelope,
+    event: DomainEvent,
+    preferences: Preferences | None,
+    subscriptions: Sequence[Subscription],
+    now: datetime,
+) -> list[PlannedNotification]:
+    """Every notification an event asks for: one per (channel, recipient), each either to send
+    or suppressed with its reason (opted out, no contact point)."""
+    route = ROUTING_TABLE[envelope.detail_type]
+    data = event.model_dump(mode="json")
+    user_id = data.get("user_id")
+    locale = (preferences.locale if preferences else None) or data.get("locale") or "en"
+
+    def request(channel: Channel, recipient: str, template_id: str) -> NotificationRequested:
+        return NotificationRequested(
+            notification_id=notification_id(envelope.id, channel, recipient, template_id),
+            channel=channel,
+            recipient=recipient,
+            template_id=template_id,
+            locale=locale,
+            category=route.category,
+            data=data,
+            user_id=user_id,
+            event_id=envelope.id,
+            event_type=envelope.detail_type,
+            correlation_id=envelope.id,
+            occurred_at=envelope.time,
+            requested_at=now,
+        )
+
+    planned: list[PlannedNotification] = []
+    for channel in route.channels:
+        if channel is Channel.EMAIL and route.email_from_event:
+            recipients: tuple[str, ...] = (str(data[route.email_from_event]),)
+        else:
+            recipients = preferences.contact(channel) if preferences else ()
+        if not recipients:
+            if channel is Channel.EMAIL:  # the one channel every route promises
+                planned.append(
+                    PlannedNotification(request(channel, "-", route.template_id), NO_CONTACT_POINT)
+                )
+            continue
+        reason = preferences.opt_out_reason(channel, route.category) if preferences else None
+        if (
+            channel is Channel.EMAIL
+            and preferences
+            and recipients[0] in preferences.suppressed_emails
+        ):
+            reason = reason or "address_suppressed"
+        planned.extend(
+            PlannedNotification(request(channel, r, route.template_id), reason) for r in recipients
+        )
+    if route.webhooks:
+        planned.extend(
+            PlannedNotification(request(Channel.WEBHOOK, s.subscription_id, envelope.detail_type))
+            for s in subscriptions
+        )
+    return planned

@@ -1,0 +1,109 @@
+"""Typed settings, built once per cold start from the environment the template sets.
+
+Each field reads the environment variable of the same name in upper case
+(``max_attempts`` <- ``MAX_ATTEMPTS``). A missing or malformed variable fails at once with
+its name, so a misconfigured function never handles a single message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from notifications.models import Channel
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a usable configuration."""
+
+
+class _EnvSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[name.upper()]
+            for name in cls.model_fields
+            if env.get(name.upper()) not in (None, "")
+        }
+        missing = [
+            name.upper()
+            for name, field in cls.model_fields.items()
+            if field.is_required() and name not in values
+        ]
+        if missing:
+            raise SettingsError(f"missing environment variable(s): {', '.join(sorted(missing))}")
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']} "
+                f"(got {err.get('input')!r})"
+                for err in exc.errors()
+            )
+            raise SettingsError(f"malformed environment variable(s): {problems}") from exc
+
+
+class BaseSettings(_EnvSettings):
+    stage: str = "dev"
+    ledger_table: str
+
+
+class QueueSettings(_EnvSettings):
+    queue_url_email: str
+    queue_url_sms: str
+    queue_url_push: str
+    queue_url_webhook: str
+    notifications_dlq_url: str
+
+    def queue_url(self, channel: Channel) -> str:
+        return {
+            Channel.EMAIL: self.queue_url_email,
+            Channel.SMS: self.queue_url_sms,
+            Channel.PUSH: self.queue_url_push,
+            Channel.WEBHOOK: self.queue_url_webhook,
+        }[channel]
+
+
+class FanOutSettings(BaseSettings, QueueSettings):
+    events_dlq_url: str
+    preferences_table: str
+    webhook_subscriptions_table: str
+
+
+class SenderSettings(BaseSettings, QueueSettings):
+    preferences_table: str
+    webhook_subscriptions_table: str
+    idempotency_table: str | None = None
+    policy_state_table: str | None = None
+    attachments_bucket: str | None = None
+    sender_email: str
+    max_attempts: int = Field(default=3, ge=1, le=1000)
+    initial_delay_seconds: float = Field(default=1.0, ge=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+    max_delay_seconds: float = Field(default=60.0, ge=0, le=43_200)
+    backoff_jitter: bool = False
+    failure_rate: float = Field(default=0.0, ge=0, le=1)
+    failure_seed: int | None = None
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_open_seconds: float = Field(default=60.0, gt=0)
+    webhook_allow_loopback: bool = False
+    webhook_secret_prefix: str = "notifications/dev/webhooks/"
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+
+    @field_validator("backoff_jitter", "webhook_allow_loopback", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() not in {"true", "false", "1", "0"}:
+            raise ValueError("must be true or false")
+        return value
+
+
+class AlarmSettings(BaseSettings):
+    alerts_topic_arn: str

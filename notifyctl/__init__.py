@@ -1,0 +1,1 @@
+"""notifyctl: the operator CLI and the local stack for the notifications platform."""

@@ -1,0 +1,1 @@
+"""The local stack: the SAM template translated and deployed into moto, functions run in-process."""

@@ -1,0 +1,75 @@
+"""boto3 clients for the local runtime, created lazily (the only module here importing boto3)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
+
+DEFAULT_REGION = "us-east-1"
+
+
+class AwsClients:
+    """One client per service, made on first use, all aimed at the same (moto) endpoint.
+
+    `endpoint_url=None` leaves botocore to its defaults, which honour `AWS_ENDPOINT_URL`.
+    """
+
+    def __init__(self, region: str | None = None, endpoint_url: str | None = None) -> None:
+        self.region = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        self.endpoint_url = endpoint_url
+
+    def _client(self, service: str) -> Any:
+        return boto3.session.Session().client(
+            service,  # type: ignore[call-overload]
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+        )
+
+    @cached_property
+    def cloudformation(self) -> CloudFormationClient:
+        return self._client("cloudformation")  # type: ignore[no-any-return]
+
+    @cached_property
+    def cloudwatch(self) -> CloudWatchClient:
+        return self._client("cloudwatch")  # type: ignore[no-any-return]
+
+    @cached_property
+    def events(self) -> EventBridgeClient:
+        return self._client("events")  # type: ignore[no-any-return]
+
+    @cached_property
+    def lambda_(self) -> LambdaClient:
+        return self._client("lambda")  # type: ignore[no-any-return]
+
+    @cached_property
+    def s3(self) -> S3Client:
+        return self._client("s3")  # type: ignore[no-any-return]
+
+    @cached_property
+    def sns(self) -> SNSClient:
+        return self._client("sns")  # type: ignore[no-any-return]
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        return self._client("sqs")  # type: ignore[no-any-return]
+
+    @cached_property
+    def sts(self) -> STSClient:
+        return self._client("sts")  # type: ignore[no-any-return]
+
+    @cached_property
+    def account_id(self) -> str:
+        return self.sts.get_caller_identity()["Account"]

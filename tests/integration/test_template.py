@@ -1,0 +1,478 @@
+"""The SAM template: translated with aws-sam-translator, it holds the pipeline's invariants and
+deploys into moto's CloudFormation.
+
+The invariants are read from the translated (plain CloudFormation) template, so they hold for
+what AWS would actually create, not for the SAM shorthand.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import io
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from notifyctl.local.translate import (
+    PLACEHOLDER_CODE_BUCKET,
+    code_uris,
+    load_template,
+    samconfig_parameters,
+    translate,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+SAMCONFIG = ROOT / "samconfig.toml"
+
+CHANNEL_QUEUES = {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"}
+DOMAIN_EVENT_TYPES = {"UserRegistered", "OrderPlaced", "PaymentReceived"}
+
+# Translated with the template's defaults, and with a non-default MaxAttempts.
+PARAMETER_SETS = {
+    "defaults": {},
+    "max-attempts-5": {"MaxAttempts": "5"},
+}
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module", params=sorted(PARAMETER_SETS))
+def case(request: pytest.FixtureRequest, sam_template: dict[str, Any]) -> Translated:
+    parameters = PARAMETER_SETS[request.param]
+    return Translated(translate(sam_template, parameters))
+
+
+@pytest.fixture
+def aws_account(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A fresh moto account in us-east-1 with fake credentials."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+class Translated:
+    """A translated template plus the small resolver the assertions need."""
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        self.template = template
+        self.resources: dict[str, Any] = template["Resources"]
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.resources.items() if v["Type"] == resource_type}
+
+    def props(self, logical_id: str) -> dict[str, Any]:
+        properties: dict[str, Any] = self.resources[logical_id]["Properties"]
+        return properties
+
+    def parameter(self, name: str) -> Any:
+        return self.template["Parameters"][name]["Default"]
+
+    def resolve(self, value: Any) -> Any:
+        """Resolve a Ref to a parameter (its default) and Fn::FindInMap; leave the rest."""
+        if (
+            isinstance(value, dict)
+            and set(value) == {"Ref"}
+            and value["Ref"] in self.template.get("Parameters", {})
+        ):
+            return self.parameter(value["Ref"])
+        if isinstance(value, dict) and set(value) == {"Fn::FindInMap"}:
+            name, top, second = (self.resolve(part) for part in value["Fn::FindInMap"])
+            return self.template["Mappings"][name][str(top)][second]
+        return value
+
+    def sender_mappings(self) -> dict[str, dict[str, Any]]:
+        return {
+            logical_id: resource["Properties"]
+            for logical_id, resource in self.of_type("AWS::Lambda::EventSourceMapping").items()
+            if resource["Properties"]["FunctionName"] == {"Ref": "SenderFunction"}
+        }
+
+    def role_statements(self, function_id: str) -> list[dict[str, Any]]:
+        role_id = self.props(function_id)["Role"]["Fn::GetAtt"][0]
+        statements: list[dict[str, Any]] = []
+        for policy in self.props(role_id).get("Policies", []):
+            statements.extend(policy["PolicyDocument"]["Statement"])
+        return statements
+
+
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def queue_in_sub(resource: Any) -> str | None:
+    """The queue a SAM SQS policy template's Fn::Sub resource names, if any."""
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        if isinstance(sub, list) and "queueName" in sub[1]:
+            queue_id: str = sub[1]["queueName"]["Fn::GetAtt"][0]
+            return queue_id
+    return None
+
+
+def every_policy_statement(case: Translated) -> Iterator[tuple[str, dict[str, Any]]]:
+    for logical_id, resource in case.resources.items():
+        properties = resource.get("Properties", {})
+        documents = [p["PolicyDocument"] for p in properties.get("Policies", [])]
+        if "PolicyDocument" in properties:
+            documents.append(properties["PolicyDocument"])
+        for document in documents:
+            for statement in document["Statement"]:
+                yield logical_id, statement
+
+
+# ---------------------------------------------------------------- invariants
+
+
+def test_channel_queue_visibility_is_at_least_six_times_the_sender_timeout(
+    case: Translated,
+) -> None:
+    # Given the translated template
+    # When the sender's timeout and each channel queue's visibility timeout are resolved
+    timeout = int(case.resolve(case.props("SenderFunction")["Timeout"]))
+    queues = {props["EventSourceArn"]["Fn::GetAtt"][0] for props in case.sender_mappings().values()}
+    # Then the sender reads exactly the four channel queues, each with visibility >= 6x timeout
+    assert queues == CHANNEL_QUEUES
+    for queue in queues:
+        visibility = int(case.resolve(case.props(queue)["VisibilityTimeout"]))
+        assert visibility >= 6 * timeout, queue
+
+
+def test_every_allowed_sender_timeout_maps_to_a_visibility_of_at_least_six_times_it(
+    case: Translated,
+) -> None:
+    # Given every SenderTimeoutSeconds the template allows
+    allowed = case.template["Parameters"]["SenderTimeoutSeconds"]["AllowedValues"]
+    # Then the mapping the queues read holds a visibility of at least 6x each of them
+    for timeout in allowed:
+        row = case.template["Mappings"]["SenderTimeouts"][str(timeout)]
+        assert row["QueueVisibilityTimeout"] >= 6 * int(timeout), timeout
+
+
+def test_max_receive_count_equals_max_attempts_on_every_channel_queue(case: Translated) -> None:
+    # Given the MaxAttempts the template was translated with
+    max_attempts = int(case.parameter("MaxAttempts"))
+    for queue in CHANNEL_QUEUES:
+        # When the queue's redrive policy is resolved
+        redrive = case.props(queue)["RedrivePolicy"]
+        # Then it dead-letters to NotificationsDLQ after exactly MaxAttempts receives
+        assert int(case.resolve(redrive["maxReceiveCount"])) == max_attempts, queue
+        assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["NotificationsDLQ", "Arn"]}
+    # And the sender's attempt limit comes from the same parameter
+    env = case.props("SenderFunction")["Environment"]["Variables"]
+    assert int(case.resolve(env["MAX_ATTEMPTS"])) == max_attempts
+
+
+def test_non_default_max_attempts_reaches_the_queues(sam_template: dict[str, Any]) -> None:
+    # Given the prod environment of samconfig.toml
+    parameters = samconfig_parameters(SAMCONFIG, "prod")
+    # When the template is translated with its overrides
+    prod = Translated(translate(sam_template, parameters))
+    # Then every channel queue allows the prod MaxAttempts (5), not the default 3
+    assert parameters["MaxAttempts"] == "5"
+    for queue in CHANNEL_QUEUES:
+        assert int(prod.resolve(prod.props(queue)["RedrivePolicy"]["maxReceiveCount"])) == 5
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        '"Stage=prod MaxAttempts=5 SenderEmail=\\"ops@example.com\\""',
+        '["Stage=prod", "MaxAttempts=5", "SenderEmail=ops@example.com"]',
+        '"ParameterKey=Stage,ParameterValue=prod ParameterKey=MaxAttempts,ParameterValue=5 '
+        'ParameterKey=SenderEmail,ParameterValue=ops@example.com"',
+    ],
+    ids=["string", "list", "parameter-key-form"],
+)
+def test_samconfig_overrides_are_read_in_every_form_sam_accepts(
+    tmp_path: Path, overrides: str
+) -> None:
+    # Given a samconfig whose prod environment overrides parameters in one of SAM's forms
+    config = tmp_path / "samconfig.toml"
+    config.write_text(
+        "version = 0.1\n"
+        "[prod.global.parameters]\n"
+        'stack_name = "notifications-prod"\n'
+        "[prod.deploy.parameters]\n"
+        f"parameter_overrides = {overrides}\n",
+        encoding="utf-8",
+    )
+    # When its parameters are read
+    parameters = samconfig_parameters(config, "prod")
+    # Then each override comes back as a plain string
+    assert parameters == {"Stage": "prod", "MaxAttempts": "5", "SenderEmail": "ops@example.com"}
+
+
+def test_translation_leaves_the_sam_template_untouched_and_uses_placeholder_code(
+    sam_template: dict[str, Any],
+) -> None:
+    # Given the SAM template as loaded
+    before = copy.deepcopy(sam_template)
+    # When it is translated without code locations
+    translated = Translated(translate(sam_template, {"Stage": "staging"}))
+    # Then the input is unchanged, the code points at the placeholder bucket
+    assert sam_template == before
+    assert translated.props("SenderFunction")["Code"]["S3Bucket"] == PLACEHOLDER_CODE_BUCKET
+    # And the given parameter became the translated template's default
+    assert translated.parameter("Stage") == "staging"
+    assert translated.parameter("MaxAttempts") == 3
+
+
+def test_every_sender_mapping_reports_batch_item_failures(case: Translated) -> None:
+    # Given every event source mapping in the template (the sender's four and the alarm's)
+    mappings = case.of_type("AWS::Lambda::EventSourceMapping")
+    assert len(case.sender_mappings()) == 4
+    # Then each one reports partial batch failures instead of retrying whole batches
+    for logical_id, resource in mappings.items():
+        assert "ReportBatchItemFailures" in resource["Properties"]["FunctionResponseTypes"], (
+            logical_id
+        )
+    # And the sender's mappings batch 10 at a time under a per-channel concurrency cap
+    for props in case.sender_mappings().values():
+        assert props["BatchSize"] == 10
+        cap = int(case.resolve(props["ScalingConfig"]["MaximumConcurrency"]))
+        assert cap == int(case.parameter("MaxConcurrencyPerChannel"))
+
+
+def test_sender_role_may_change_message_visibility_on_every_channel_queue(
+    case: Translated,
+) -> None:
+    # Given the statements of the sender's execution role
+    statements = case.role_statements("SenderFunction")
+    # When we collect the queues it may call ChangeMessageVisibility on
+    queues = {
+        queue_in_sub(statement["Resource"])
+        for statement in statements
+        if statement["Effect"] == "Allow" and "sqs:ChangeMessageVisibility" in actions_of(statement)
+    }
+    # Then every channel queue is covered, so the backoff can set each message's delay
+    assert queues >= CHANNEL_QUEUES
+
+
+def test_dead_letter_queues_keep_messages_longer_than_their_sources(case: Translated) -> None:
+    # Given the retention of the channel queues and of the dead-letter queues
+    dlq_retention = int(case.props("NotificationsDLQ")["MessageRetentionPeriod"])
+    # Then NotificationsDLQ keeps messages 14 days, longer than any channel queue
+    assert dlq_retention == 14 * 24 * 3600
+    for queue in CHANNEL_QUEUES:
+        assert dlq_retention > int(case.props(queue)["MessageRetentionPeriod"]), queue
+    # And EventsDLQ keeps undeliverable domain events 14 days as well
+    assert int(case.props("EventsDLQ")["MessageRetentionPeriod"]) == 14 * 24 * 3600
+
+
+def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Translated) -> None:
+    # Given the EventBridge rules on the stage's bus
+    rules = case.of_type("AWS::Events::Rule")
+    detail_types = {
+        detail_type
+        for rule in rules.values()
+        for detail_type in rule["Properties"]["EventPattern"]["detail-type"]
+    }
+    # Then there is one rule per domain event type, on the custom bus
+    assert detail_types == DOMAIN_EVENT_TYPES
+    assert len(rules) == len(DOMAIN_EVENT_TYPES)
+    for logical_id, rule in rules.items():
+        assert rule["Properties"]["EventBusName"] == {"Fn::GetAtt": ["EventBus", "Name"]}
+        # And every target retries and parks what it cannot deliver in EventsDLQ
+        for target in rule["Properties"]["Targets"]:
+            assert target["Arn"] == {"Fn::GetAtt": ["FanOutFunction", "Arn"]}, logical_id
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0, logical_id
+            assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0, logical_id
+            assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["EventsDLQ", "Arn"]}
+
+
+def test_events_dlq_accepts_dead_letters_from_exactly_the_rules(case: Translated) -> None:
+    # Given the EventsDLQ queue policy
+    statement = case.props("EventsDLQPolicy")["PolicyDocument"]["Statement"][0]
+    # Then EventBridge may send to it, but only on behalf of the stack's own rules
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert actions_of(statement) == ["sqs:SendMessage"]
+    sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert {source["Fn::GetAtt"][0] for source in sources} == set(case.of_type("AWS::Events::Rule"))
+
+
+def test_fan_out_async_failures_go_to_the_events_dlq(case: Translated) -> None:
+    # Given the fan-out function's asynchronous invocation config
+    configs = [
+        props
+        for props in (
+            r["Properties"] for r in case.of_type("AWS::Lambda::EventInvokeConfig").values()
+        )
+        if props["FunctionName"] == {"Ref": "FanOutFunction"}
+    ]
+    # Then it retries and sends what still fails to EventsDLQ
+    assert len(configs) == 1
+    assert configs[0]["MaximumRetryAttempts"] == 2
+    destination = configs[0]["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination == {"Fn::GetAtt": ["EventsDLQ", "Arn"]}
+    # And the fan-out role is allowed to send there
+    send_targets = {
+        json.dumps(statement["Resource"], sort_keys=True)
+        for statement in case.role_statements("FanOutFunction")
+        if any(action.startswith("sqs:SendMessage") for action in actions_of(statement))
+    }
+    assert any("EventsDLQ" in target for target in send_targets)
+
+
+def test_no_iam_statement_allows_every_action(case: Translated) -> None:
+    # Given every policy statement in the translated template (roles and resource policies)
+    statements = list(every_policy_statement(case))
+    assert len(statements) > 20
+    # Then no action is "*" or "<service>:*"
+    wildcard = re.compile(r"^(\*|[a-z0-9-]+:\*)$")
+    offending = [
+        (logical_id, action)
+        for logical_id, statement in statements
+        for action in actions_of(statement)
+        if wildcard.match(action)
+    ]
+    assert offending == []
+    # And no statement uses NotAction, which would grant everything else
+    assert all("NotAction" not in statement for _, statement in statements)
+
+
+def test_template_passes_cfn_lint() -> None:
+    # Given cfn-lint is installed
+    if importlib.util.find_spec("cfnlint") is None:
+        pytest.skip("cfn-lint is not installed in this interpreter (pip install cfn-lint)")
+    # When it lints template.yaml
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cfnlint.runner import main; sys.exit(main())",
+            str(TEMPLATE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    # Then it reports nothing
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------- deployment into moto
+
+
+def upload_code(template: dict[str, Any], bucket: str) -> dict[str, tuple[str, str]]:
+    """Upload a small zip per CodeUri/ContentUri; the stack only needs the objects to exist."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    locations: dict[str, tuple[str, str]] = {}
+    for uri in code_uris(template):
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.writestr("app.py", "def handler(event, context):\n    return None\n")
+        key = uri.strip("/").replace("/", "-") + ".zip"
+        s3.put_object(Bucket=bucket, Key=key, Body=archive.getvalue())
+        locations[uri] = (bucket, key)
+    return locations
+
+
+# moto's CloudFormation has no AWS::SQS::QueuePolicy, AWS::Lambda::EventInvokeConfig or
+# AWS::SNS::Subscription: it warns and skips them (the local runtime reads them from the
+# translated template instead). The invariants above assert them on the template.
+@pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+def test_stack_deploys_into_moto_with_readable_outputs(
+    aws_account: None, sam_template: dict[str, Any]
+) -> None:
+    # Given the template translated with MaxAttempts 5 and its code uploaded to S3
+    locations = upload_code(sam_template, "notifications-code")
+    cloudformation_template = translate(sam_template, {"MaxAttempts": "5"}, locations)
+    cfn = boto3.client("cloudformation")
+
+    # When the stack is created
+    cfn.create_stack(
+        StackName="notifications-dev",
+        TemplateBody=json.dumps(cloudformation_template),
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+
+    # Then the stack and every resource in it are CREATE_COMPLETE
+    stack = cfn.describe_stacks(StackName="notifications-dev")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    summaries = cfn.list_stack_resources(StackName="notifications-dev")["StackResourceSummaries"]
+    assert {s["ResourceStatus"] for s in summaries} == {"CREATE_COMPLETE"}
+    created = {s["LogicalResourceId"] for s in summaries}
+    assert CHANNEL_QUEUES | {"SenderFunction", "FanOutFunction", "LedgerTable"} <= created
+
+    # And every declared output is there
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert set(outputs) == set(cloudformation_template["Outputs"])
+
+    # And the queue URLs lead to queues configured as the template says
+    sqs = boto3.client("sqs")
+    for queue in CHANNEL_QUEUES:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=outputs[f"{queue}Url"], AttributeNames=["All"]
+        )["Attributes"]
+        assert attributes["QueueArn"] == outputs[f"{queue}Arn"]
+        assert json.loads(attributes["RedrivePolicy"]) == {
+            "deadLetterTargetArn": outputs["NotificationsDLQArn"],
+            "maxReceiveCount": 5,
+        }
+        assert int(attributes["VisibilityTimeout"]) == 180
+        assert attributes["SqsManagedSseEnabled"] == "true"
+
+    # And the table, topic, bus and bucket outputs name live resources
+    dynamodb = boto3.client("dynamodb")
+    ledger = dynamodb.describe_table(TableName=outputs["LedgerTableName"])["Table"]
+    assert ledger["TableArn"] == outputs["LedgerTableArn"]
+    assert [i["IndexName"] for i in ledger["GlobalSecondaryIndexes"]] == ["by_status"]
+    boto3.client("sns").get_topic_attributes(TopicArn=outputs["AlertsTopicArn"])
+    bus = boto3.client("events").describe_event_bus(Name=outputs["EventBusName"])
+    assert bus["Arn"] == outputs["EventBusArn"]
+    boto3.client("s3").head_bucket(Bucket=outputs["AttachmentsBucketName"])
+
+    # And the sender is wired to what the outputs name, and polls with partial batch failures
+    lambda_client = boto3.client("lambda")
+    sender = lambda_client.get_function_configuration(FunctionName=outputs["SenderFunctionName"])
+    assert sender["FunctionArn"] == outputs["SenderFunctionArn"]
+    variables = sender["Environment"]["Variables"]
+    assert variables["QUEUE_URL_EMAIL"] == outputs["EmailQueueUrl"]
+    assert variables["NOTIFICATIONS_DLQ_URL"] == outputs["NotificationsDLQUrl"]
+    assert variables["LEDGER_TABLE"] == outputs["LedgerTableName"]
+    assert str(variables["MAX_ATTEMPTS"]) == "5"
+    mappings = lambda_client.list_event_source_mappings(FunctionName=outputs["SenderFunctionName"])[
+        "EventSourceMappings"
+    ]
+    assert {m["EventSourceArn"] for m in mappings} == {
+        outputs[f"{queue}Arn"] for queue in CHANNEL_QUEUES
+    }
+    assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
+
+    # And the three rules route to the fan-out function on the stage's bus
+    events = boto3.client("events")
+    rules = events.list_rules(EventBusName=outputs["EventBusName"])["Rules"]
+    assert len(rules) == 3
+    for rule in rules:
+        targets = events.list_targets_by_rule(
+            Rule=rule["Name"], EventBusName=outputs["EventBusName"]
+        )["Targets"]
+        assert [t["Arn"] for t in targets] == [outputs["FanOutFunctionArn"]]

@@ -1,0 +1,44 @@
+import random
+
+import pytest
+
+from notifications.retry import MAX_VISIBILITY_SECONDS, RetryConfig
+
+
+def test_defaults_follow_the_original_spec():
+    # Given the defaults, When asking for delays, Then 1 s, 2 s, 4 s, 8 s ... capped at 60 s
+    config = RetryConfig()
+    assert config.max_attempts == 3
+    assert [config.delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+def test_huge_attempt_numbers_stay_at_the_cap():
+    assert RetryConfig(max_delay=60).delay(100_000) == 60
+
+
+def test_visibility_rounds_up_and_respects_retry_after_and_sqs_limit():
+    config = RetryConfig(initial_delay=0.5, backoff_multiplier=3, max_delay=1e9)
+    assert config.visibility_timeout(1) == 1  # 0.5 s rounds up: never back early
+    assert config.visibility_timeout(2) == 2  # 1.5 s
+    assert config.visibility_timeout(1, retry_after=120) == 120
+    assert config.visibility_timeout(40) == MAX_VISIBILITY_SECONDS
+
+
+def test_full_jitter_stays_within_the_capped_delay():
+    config = RetryConfig(jitter=True, rng=random.Random(7))
+    samples = [config.delay(3) for _ in range(500)]
+    assert all(0 <= s <= 4 for s in samples)
+    assert len({round(s, 3) for s in samples}) > 100  # really random, not the cap
+
+
+def test_last_attempt_is_max_attempts():
+    config = RetryConfig(max_attempts=3)
+    assert [config.is_last_attempt(n) for n in (1, 2, 3, 4)] == [False, False, True, True]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_attempts": 0}, {"initial_delay": -1}, {"backoff_multiplier": 0.5}]
+)
+def test_nonsense_configuration_is_refused(kwargs):
+    with pytest.raises(ValueError):
+        RetryConfig(**kwargs)

@@ -1,0 +1,88 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from notifications.errors import PermanentError
+from notifications.models import Channel, NotificationRequested, notification_id
+from notifications.templates import TemplateRenderer, locale_chain
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def request(channel=Channel.EMAIL, template="welcome", locale="en", **data):
+    recipient = "alice@example.com"
+    return NotificationRequested(
+        notification_id=notification_id("evt-1", channel, recipient, template),
+        channel=channel,
+        recipient=recipient,
+        template_id=template,
+        locale=locale,
+        category="account",
+        data=data,
+        user_id="user-123",
+        event_id="evt-1",
+        event_type="UserRegistered",
+        correlation_id="evt-1",
+        occurred_at=NOW,
+        requested_at=NOW,
+    )
+
+
+def test_the_original_spec_examples_are_real_templates():
+    renderer = TemplateRenderer(platform="MyApp")
+    welcome = renderer.render(request(Channel.SMS, name="Alice", user_id="user-123"))
+    assert welcome.text == "Hello Alice, welcome to MyApp!"
+    order = renderer.render(
+        request(
+            Channel.EMAIL,
+            "order_confirm",
+            order_id="1001",
+            total={"amount": "42.50", "currency": "EUR"},
+            item_count=2,
+        )
+    )
+    assert order.subject == "Order #1001 confirmed"
+
+
+def test_email_has_subject_text_and_html():
+    message = TemplateRenderer().render(request(name="Alice", user_id="user-123"))
+    assert message.subject == "Welcome to MyApp, Alice!"
+    assert "Hello Alice" in message.text
+    assert message.html is not None and "<p>Hello Alice" in message.html
+
+
+def test_locale_falls_back_from_region_to_language_to_english():
+    assert list(locale_chain("de-CH")) == ["de-CH", "de", "en"]
+    message = TemplateRenderer().render(request(locale="de-CH", name="Jörg", user_id="u"))
+    assert message.subject == "Willkommen bei MyApp, Jörg!"
+    assert TemplateRenderer().render(request(locale="fr", name="Zoé", user_id="u")).subject == (
+        "Welcome to MyApp, Zoé!"
+    )
+
+
+def test_hostile_names_render_as_text_never_as_code():
+    name = "{{ 7*7 }} <script>alert(1)</script>"
+    message = TemplateRenderer().render(request(name=name, user_id="u"))
+    assert "{{ 7*7 }}" in message.text and "49" not in message.text
+    assert message.html is not None
+    assert "<script>" not in message.html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
+
+
+def test_a_missing_variable_is_permanent_and_names_variable_and_template():
+    with pytest.raises(PermanentError) as caught:
+        TemplateRenderer().render(request(user_id="u"))  # no name
+    assert caught.value.reason == "template_missing_variable"
+    assert "'name'" in caught.value.message and "welcome/en/" in caught.value.message
+
+
+def test_an_unknown_template_is_permanent():
+    with pytest.raises(PermanentError) as caught:
+        TemplateRenderer().render(request(template="no_such_template", name="A"))
+    assert caught.value.reason == "template_missing"
+
+
+def test_webhook_payload_carries_the_event_data():
+    message = TemplateRenderer().render(request(Channel.WEBHOOK, name="Alice"))
+    assert message.payload["type"] == "UserRegistered"
+    assert message.payload["data"] == {"name": "Alice"}
