@@ -7,6 +7,10 @@ identity is verified once, by DNS, outside the stack).
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
+
 import boto3
 
 from notifyctl.local.stack import LocalStack
@@ -23,3 +27,20 @@ def prepare(stack: LocalStack) -> None:
         "ses", region_name=stack.clients.region, endpoint_url=stack.clients.endpoint_url
     )
     ses.verify_email_identity(EmailAddress=identity)
+
+
+def use_local_environment(region: str = "us-east-1") -> None:
+    """Process environment for a local run: fake credentials (nothing can reach a real
+    account), a region, and X-Ray tracing off (no daemon to send segments to)."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105 - moto's fake credentials
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    os.environ.setdefault("AWS_REGION", os.environ["AWS_DEFAULT_REGION"])
+    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
+    # moto announces each resource type its CloudFormation skips (the runtime applies those
+    # itself, docs/local-runtime.md); Powertools warns about invocations with no metric.
+    logging.getLogger("moto").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse AWS::", category=UserWarning)
+    warnings.filterwarnings("ignore", message="No application metrics", category=UserWarning)

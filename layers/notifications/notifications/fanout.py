@@ -101,21 +101,20 @@ class FanOut:
         )
         planned = plan_notifications(envelope, domain_event, prefs, subscriptions, now)
 
+        # Record first, then enqueue, and always enqueue: a crash in between is retried by
+        # Lambda's async retries, which enqueue again (a record that exists already is left
+        # as it is, and the sender's ledger guard drops the duplicate message).
+        metrics = ChannelMetrics()
         by_channel: dict[Channel, list[Any]] = defaultdict(list)
         for item in planned:
             if item.suppressed_reason is None:
-                by_channel[item.request.channel].append(item.request)
-        # Enqueue before recording: a crash in between leaves a message and no record (the
-        # sender creates it), never a record with no message.
-        for channel, requests in by_channel.items():
-            self.queues.enqueue(self.settings.queue_url(channel), requests)
-        metrics = ChannelMetrics()
-        for item in planned:
-            if item.suppressed_reason is None:
                 self.ledger.record_requested(item.request, now)
+                by_channel[item.request.channel].append(item.request)
             else:
                 self.ledger.record_suppressed(item.request, item.suppressed_reason, now)
                 metrics.count("Suppressed", item.request.channel.value)
+        for channel, requests in by_channel.items():
+            self.queues.enqueue(self.settings.queue_url(channel), requests)
         metrics.flush()
         result = FanOutResult(
             event_id=envelope.id,

@@ -1,0 +1,3 @@
+from notifyctl.cli import app
+
+app()

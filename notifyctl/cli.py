@@ -1,0 +1,217 @@
+"""notifyctl: the operator CLI, for a deployed stack (--stack-name) and the local one alike."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from notifyctl.target import LOCAL_STACK_NAME, StackTarget, TargetError, samconfig_stack_name
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+local_app = typer.Typer(help="The whole application on an embedded AWS (moto).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
+class State:
+    stack_name: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+    config_env: str = "default"
+
+    def target(self) -> StackTarget:
+        name = self.stack_name
+        if name is None:
+            name = LOCAL_STACK_NAME if self.endpoint_url else samconfig_stack_name(env=self.config_env)
+        if name is None:
+            raise typer.BadParameter("give --stack-name, or --endpoint-url for the local stack")
+        return StackTarget(name, endpoint_url=self.endpoint_url, region=self.region)
+
+
+state = State()
+
+
+@app.callback()
+def main(
+    stack_name: Annotated[
+        str | None, typer.Option(help="Deployed stack (default: samconfig.toml's, or the local one).")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None, typer.Option(help="AWS endpoint, e.g. http://127.0.0.1:5000 for `local serve`.")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region.")] = None,
+    config_env: Annotated[str, typer.Option(help="samconfig.toml environment.")] = "default",
+) -> None:
+    state.stack_name, state.endpoint_url, state.region = stack_name, endpoint_url, region
+    state.config_env = config_env
+
+
+def fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``30m``, ``2h``, ``7d`` or an ISO 8601 time."""
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d+)([smhd])", value.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"--since takes 30m, 2h, 7d or an ISO time, not {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def publish(
+    event_type: Annotated[str, typer.Argument(help="UserRegistered, OrderPlaced, PaymentReceived...")],
+    detail: Annotated[str | None, typer.Option(help="The event's detail as JSON.")] = None,
+    file: Annotated[Path | None, typer.Option(help="A file holding the detail JSON.")] = None,
+    source: Annotated[str, typer.Option(help="The event source the rules match.")] = "com.example.shop",
+) -> None:
+    """Put one domain event on the stack's bus."""
+    if (detail is None) == (file is None):
+        raise fail("give exactly one of --detail and --file")
+    text = detail if detail is not None else file.read_text()  # type: ignore[union-attr]
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"the detail is not JSON: {exc}") from exc
+    try:
+        target = state.target()
+        bus = target.output("EventBusName")
+    except TargetError as exc:
+        raise fail(str(exc)) from exc
+    response = target.client("events").put_events(
+        Entries=[{"Source": source, "DetailType": event_type, "Detail": json.dumps(body), "EventBusName": bus}]
+    )
+    entry = response["Entries"][0]
+    if response.get("FailedEntryCount"):
+        raise fail(f"EventBridge refused the event: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}")
+    console.print(f"published {event_type} {entry['EventId']} to {bus}")
+
+
+@app.command()
+def dashboard(
+    since: Annotated[str | None, typer.Option(help="Only records changed since: 30m, 2h, 7d or ISO time.")] = None,
+    watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl-C.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """The notification dashboard: totals, by channel, dead letters, recent failures."""
+    from notifyctl.dashboard import collect, render
+
+    try:
+        target = state.target()
+        while True:
+            figures = collect(target, since=parse_since(since))
+            if as_json:
+                print(figures.to_json())
+            else:
+                if watch:
+                    console.clear()
+                render(figures, console)
+            if not watch:
+                return
+            time.sleep(watch)
+    except TargetError as exc:
+        raise fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        return
+
+
+@local_app.command("demo")
+def local_demo(
+    events: Annotated[int, typer.Option(help="Synthetic domain events after Alice's three.")] = 300,
+    failure_rate: Annotated[float, typer.Option(help="Fraction of provider calls that fail.")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Random seed for the synthetic events.")] = 7,
+    users: Annotated[int, typer.Option(help="Synthetic users with stored preferences.")] = 40,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    template: Annotated[Path, typer.Option(help="The SAM template.")] = DEFAULT_TEMPLATE,
+) -> None:
+    """Deploy locally, publish events with a failing provider, drain, print the dashboard."""
+    from moto import mock_aws
+
+    from notifyctl.dashboard import render
+    from notifyctl.demo import run_demo
+    from notifyctl.local.application import use_local_environment
+    from notifyctl.local.clock import RealClock
+
+    if not 0 <= failure_rate <= 1:
+        raise fail("--failure-rate must be between 0 and 1")
+    use_local_environment()
+    progress_console = err_console if as_json else console
+    with (
+        mock_aws(),
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} {task.fields[unit]}"),
+            TimeElapsedColumn(),
+            console=progress_console,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("deploying template.yaml into moto", total=None, unit="")
+
+        def on_progress(phase: str, done: int, total: int | None) -> None:
+            unit = "events" if phase == "publishing" else "messages handled"
+            progress.update(task, description=phase, completed=done, total=total, unit=unit)
+
+        result = run_demo(
+            template, events, failure_rate, seed, RealClock(), users=users, on_progress=on_progress
+        )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "published_events": result.published,
+                    "provider_deliveries": result.provider_deliveries,
+                    "seconds": round(result.seconds, 2),
+                    "dashboard": json.loads(result.dashboard.to_json()),
+                },
+                indent=2,
+            )
+        )
+        return
+    console.print(
+        f"Published {result.published} domain events (1 malformed) in {result.seconds:.1f}s "
+        f"with the provider failing {failure_rate:.0%} of calls."
+    )
+    render(result.dashboard, console)
+    deliveries = ", ".join(f"{k} {v}" for k, v in result.provider_deliveries.items())
+    console.print(f"Accepted by the providers in moto: {deliveries}.")
+
+
+@local_app.command("serve")
+def local_serve(
+    port: Annotated[int, typer.Option(help="Port for moto server on 127.0.0.1.")] = 5000,
+    failure_rate: Annotated[float, typer.Option(help="Fraction of provider calls that fail.")] = 0.0,
+    template: Annotated[Path, typer.Option(help="The SAM template.")] = DEFAULT_TEMPLATE,
+) -> None:
+    """moto server on 127.0.0.1 with the application deployed and running, until Ctrl-C."""
+    from notifyctl.serve import serve
+
+    serve(template, port, failure_rate, console)
+
+
+def run() -> None:  # pragma: no cover - console script entry for `python -m notifyctl`
+    sys.exit(app())
+
+

@@ -1,0 +1,235 @@
+"""The notification dashboard: the original spec's layout, computed from the ledger and the
+dead-letter queues."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+SETTLED = {"SENT", "DEAD_LETTERED"}
+IN_FLIGHT = {"REQUESTED", "SENDING", "RETRYING", "DEFERRED", "REDRIVEN"}
+RECENT = 5
+
+
+@dataclass(frozen=True)
+class ChannelFigures:
+    channel: str
+    total: int
+    sent: int
+    failed: int
+    success_rate: float | None
+    latency_ms: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class Failure:
+    at: str
+    kind: str  # "notification" (dead-lettered) or "event" (rejected by the fan-out)
+    reason: str
+    subject: str  # masked recipient, or the event type
+    channel: str | None
+    ident: str
+
+
+@dataclass
+class Dashboard:
+    total: int
+    sent: int
+    failed: int
+    in_dlq: int
+    awaiting_alarm: int
+    in_flight: int
+    suppressed: int
+    success_rate: float | None
+    avg_retries: float | None
+    by_channel: list[ChannelFigures] = field(default_factory=list)
+    dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
+    suppressed_by_reason: dict[str, int] = field(default_factory=dict)
+    rejected_events: int = 0
+    recent_failures: list[Failure] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(math.ceil(pct / 100 * len(ordered)), 1)
+    return float(ordered[rank - 1])
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+def compute(
+    records: Iterable[Mapping[str, Any]],
+    rejected_events: Sequence[Mapping[str, Any]] = (),
+    awaiting_alarm: int = 0,
+    rejected_total: int | None = None,
+    since: datetime | None = None,
+) -> Dashboard:
+    """Figures from ledger records (``DynamoLedger.scan``), EventsDLQ entries and the number of
+    messages still in NotificationsDLQ (not yet recorded by the alarm function)."""
+    cutoff = since.isoformat() if since else None
+    kept = [r for r in records if cutoff is None or str(r.get("updated_at", "")) >= cutoff]
+    status = Counter(str(r.get("status")) for r in kept)
+    settled = [r for r in kept if r.get("status") in SETTLED]
+    retries = [max(int(r.get("attempts", 0)) - 1, 0) for r in settled if r.get("attempts")]
+
+    per_channel: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in settled:
+        per_channel[str(record.get("channel", "?"))].append(record)
+    by_channel = []
+    for channel in sorted(per_channel):
+        rows = per_channel[channel]
+        sent = [r for r in rows if r["status"] == "SENT"]
+        latencies = [float(r["latency_ms"]) for r in sent if r.get("latency_ms") is not None]
+        by_channel.append(
+            ChannelFigures(
+                channel=channel,
+                total=len(rows),
+                sent=len(sent),
+                failed=len(rows) - len(sent),
+                success_rate=_ratio(len(sent), len(rows)),
+                latency_ms={f"p{p}": percentile(latencies, p) for p in (50, 95, 99)},
+            )
+        )
+
+    dead = [r for r in kept if r.get("status") == "DEAD_LETTERED"]
+    failures = [
+        Failure(
+            at=str(r.get("dead_lettered_at", r.get("updated_at", ""))),
+            kind="notification",
+            reason=str(r.get("dead_letter_reason", r.get("last_reason", "?"))),
+            subject=str(r.get("recipient_masked", "?")),
+            channel=r.get("channel"),
+            ident=str(r["notification_id"]),
+        )
+        for r in dead
+    ] + [
+        Failure(
+            at=str(e.get("at", "")),
+            kind="event",
+            reason=str(e.get("reason", "?")),
+            subject=str(e.get("event_type") or "?"),
+            channel=None,
+            ident=str(e.get("event_id") or e.get("message_id") or "?"),
+        )
+        for e in rejected_events
+    ]
+    failures.sort(key=lambda f: f.at, reverse=True)
+    return Dashboard(
+        total=len(settled),
+        sent=status["SENT"],
+        failed=status["DEAD_LETTERED"],
+        in_dlq=status["DEAD_LETTERED"] + awaiting_alarm,
+        awaiting_alarm=awaiting_alarm,
+        in_flight=sum(status[s] for s in IN_FLIGHT),
+        suppressed=status["SUPPRESSED"],
+        success_rate=_ratio(status["SENT"], len(settled)),
+        avg_retries=sum(retries) / len(retries) if retries else None,
+        by_channel=by_channel,
+        dead_letters_by_reason=dict(
+            Counter(str(r.get("dead_letter_reason", "?")) for r in dead).most_common()
+        ),
+        suppressed_by_reason=dict(
+            Counter(
+                str(r.get("suppressed_reason", "?")) for r in kept if r.get("status") == "SUPPRESSED"
+            ).most_common()
+        ),
+        rejected_events=len(rejected_events) if rejected_total is None else rejected_total,
+        recent_failures=failures[:RECENT],
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} ms"
+
+
+def render(dashboard: Dashboard, console: Console) -> None:
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    for label, value in (
+        ("Total Sent:", f"{dashboard.total:,}"),
+        ("Success Rate:", _pct(dashboard.success_rate)),
+        ("Failed:", f"{dashboard.failed:,}"),
+        ("In DLQ:", f"{dashboard.in_dlq:,}"),
+        ("Avg Retry:", "-" if dashboard.avg_retries is None else f"{dashboard.avg_retries:.2f}"),
+        ("In flight:", f"{dashboard.in_flight:,}"),
+        ("Suppressed:", f"{dashboard.suppressed:,}"),
+        ("Rejected events:", f"{dashboard.rejected_events:,}"),
+    ):
+        summary.add_row(label, value)
+
+    channels = Table(title="By Channel", title_justify="left", expand=False)
+    for column in ("Channel", "Count", "Success", "p50", "p95", "p99"):
+        channels.add_column(column, justify="left" if column == "Channel" else "right")
+    for row in dashboard.by_channel:
+        channels.add_row(
+            row.channel.capitalize(),
+            f"{row.total:,}",
+            _pct(row.success_rate),
+            *(_ms(row.latency_ms[p]) for p in ("p50", "p95", "p99")),
+        )
+
+    reasons = Table(title="Dead Letters by Reason", title_justify="left")
+    reasons.add_column("Reason")
+    reasons.add_column("Count", justify="right")
+    for reason, count in dashboard.dead_letters_by_reason.items():
+        reasons.add_row(reason, f"{count:,}")
+
+    recent = Table(title="Recent Failures", title_justify="left")
+    for column in ("#", "Reason", "Recipient / event", "Channel", "Id"):
+        recent.add_column(column)
+    for index, failure in enumerate(dashboard.recent_failures, start=1):
+        recent.add_row(
+            str(index),
+            failure.reason,
+            failure.subject,
+            failure.channel or ("event" if failure.kind == "event" else "-"),
+            failure.ident,
+        )
+    console.print(
+        Panel(
+            Group(summary, "", channels, "", reasons, "", recent),
+            title="Notification Dashboard",
+            title_align="left",
+            expand=False,
+        )
+    )
+
+
+def collect(target: Any, since: datetime | None = None) -> Dashboard:
+    """The dashboard of a stack (``notifyctl.target.StackTarget``)."""
+    from notifications.ledger import DynamoLedger
+
+    from notifyctl.dead_letter_queues import depth, describe_events_dlq_message, peek
+
+    sqs = target.client("sqs")
+    events_dlq = target.output("EventsDLQUrl")
+    rejected = [describe_events_dlq_message(m) for m in peek(sqs, events_dlq)]
+    return compute(
+        DynamoLedger(target.output("LedgerTableName")).scan(),
+        rejected_events=rejected,
+        awaiting_alarm=depth(sqs, target.output("NotificationsDLQUrl")),
+        rejected_total=depth(sqs, events_dlq),
+        since=since,
+    )
