@@ -17,6 +17,7 @@ PYTHON := $(shell \
 # The venv's bin first: it holds a working python3.13, which `sam build` looks for on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
 
 FN ?= SenderFunction
 EVENT ?= events/sender/sqs-batch.json

@@ -17,7 +17,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from notifyctl.target import LOCAL_STACK_NAME, StackTarget, TargetError, samconfig_stack_name
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
-local_app = typer.Typer(help="The whole application on an embedded AWS (moto).", no_args_is_help=True)
+local_app = typer.Typer(
+    help="The whole application on an embedded AWS (moto).", no_args_is_help=True
+)
 app.add_typer(local_app, name="local")
 
 console = Console()
@@ -35,7 +37,9 @@ class State:
     def target(self) -> StackTarget:
         name = self.stack_name
         if name is None:
-            name = LOCAL_STACK_NAME if self.endpoint_url else samconfig_stack_name(env=self.config_env)
+            name = (
+                LOCAL_STACK_NAME if self.endpoint_url else samconfig_stack_name(env=self.config_env)
+            )
         if name is None:
             raise typer.BadParameter("give --stack-name, or --endpoint-url for the local stack")
         return StackTarget(name, endpoint_url=self.endpoint_url, region=self.region)
@@ -47,7 +51,8 @@ state = State()
 @app.callback()
 def main(
     stack_name: Annotated[
-        str | None, typer.Option(help="Deployed stack (default: samconfig.toml's, or the local one).")
+        str | None,
+        typer.Option(help="Deployed stack (default: samconfig.toml's, or the local one)."),
     ] = None,
     endpoint_url: Annotated[
         str | None, typer.Option(help="AWS endpoint, e.g. http://127.0.0.1:5000 for `local serve`.")
@@ -75,16 +80,22 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"--since takes 30m, 2h, 7d or an ISO time, not {value!r}") from None
+        raise typer.BadParameter(
+            f"--since takes 30m, 2h, 7d or an ISO time, not {value!r}"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @app.command()
 def publish(
-    event_type: Annotated[str, typer.Argument(help="UserRegistered, OrderPlaced, PaymentReceived...")],
+    event_type: Annotated[
+        str, typer.Argument(help="UserRegistered, OrderPlaced, PaymentReceived...")
+    ],
     detail: Annotated[str | None, typer.Option(help="The event's detail as JSON.")] = None,
     file: Annotated[Path | None, typer.Option(help="A file holding the detail JSON.")] = None,
-    source: Annotated[str, typer.Option(help="The event source the rules match.")] = "com.example.shop",
+    source: Annotated[
+        str, typer.Option(help="The event source the rules match.")
+    ] = "com.example.shop",
 ) -> None:
     """Put one domain event on the stack's bus."""
     if (detail is None) == (file is None):
@@ -100,18 +111,31 @@ def publish(
     except TargetError as exc:
         raise fail(str(exc)) from exc
     response = target.client("events").put_events(
-        Entries=[{"Source": source, "DetailType": event_type, "Detail": json.dumps(body), "EventBusName": bus}]
+        Entries=[
+            {
+                "Source": source,
+                "DetailType": event_type,
+                "Detail": json.dumps(body),
+                "EventBusName": bus,
+            }
+        ]
     )
     entry = response["Entries"][0]
     if response.get("FailedEntryCount"):
-        raise fail(f"EventBridge refused the event: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}")
+        raise fail(
+            f"EventBridge refused the event: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}"
+        )
     console.print(f"published {event_type} {entry['EventId']} to {bus}")
 
 
 @app.command()
 def dashboard(
-    since: Annotated[str | None, typer.Option(help="Only records changed since: 30m, 2h, 7d or ISO time.")] = None,
-    watch: Annotated[float | None, typer.Option(help="Refresh every N seconds until Ctrl-C.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only records changed since: 30m, 2h, 7d or ISO time.")
+    ] = None,
+    watch: Annotated[
+        float | None, typer.Option(help="Refresh every N seconds until Ctrl-C.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """The notification dashboard: totals, by channel, dead letters, recent failures."""
@@ -139,7 +163,9 @@ def dashboard(
 @local_app.command("demo")
 def local_demo(
     events: Annotated[int, typer.Option(help="Synthetic domain events after Alice's three.")] = 300,
-    failure_rate: Annotated[float, typer.Option(help="Fraction of provider calls that fail.")] = 0.3,
+    failure_rate: Annotated[
+        float, typer.Option(help="Fraction of provider calls that fail.")
+    ] = 0.3,
     seed: Annotated[int, typer.Option(help="Random seed for the synthetic events.")] = 7,
     users: Annotated[int, typer.Option(help="Synthetic users with stored preferences.")] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
@@ -202,7 +228,9 @@ def local_demo(
 @local_app.command("serve")
 def local_serve(
     port: Annotated[int, typer.Option(help="Port for moto server on 127.0.0.1.")] = 5000,
-    failure_rate: Annotated[float, typer.Option(help="Fraction of provider calls that fail.")] = 0.0,
+    failure_rate: Annotated[
+        float, typer.Option(help="Fraction of provider calls that fail.")
+    ] = 0.0,
     template: Annotated[Path, typer.Option(help="The SAM template.")] = DEFAULT_TEMPLATE,
 ) -> None:
     """moto server on 127.0.0.1 with the application deployed and running, until Ctrl-C."""
@@ -213,5 +241,3 @@ def local_serve(
 
 def run() -> None:  # pragma: no cover - console script entry for `python -m notifyctl`
     sys.exit(app())
-
-

@@ -147,7 +147,9 @@ def compute(
         ),
         suppressed_by_reason=dict(
             Counter(
-                str(r.get("suppressed_reason", "?")) for r in kept if r.get("status") == "SUPPRESSED"
+                str(r.get("suppressed_reason", "?"))
+                for r in kept
+                if r.get("status") == "SUPPRESSED"
             ).most_common()
         ),
         rejected_events=len(rejected_events) if rejected_total is None else rejected_total,
@@ -220,7 +222,6 @@ def render(dashboard: Dashboard, console: Console) -> None:
 def collect(target: Any, since: datetime | None = None) -> Dashboard:
     """The dashboard of a stack (``notifyctl.target.StackTarget``)."""
     from notifications.ledger import DynamoLedger
-
     from notifyctl.dead_letter_queues import depth, describe_events_dlq_message, peek
 
     sqs = target.client("sqs")

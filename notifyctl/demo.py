@@ -23,7 +23,6 @@ from notifications.channels.webhook import (
     WebhookSubscription,
 )
 from notifications.preferences import DynamoPreferencesStore, Preferences
-
 from notifyctl.dashboard import Dashboard, collect
 from notifyctl.local.application import prepare
 from notifyctl.local.clock import Clock
@@ -44,7 +43,9 @@ class DemoResult:
     seconds: float
 
 
-def seed_users(stack: LocalStack, receiver: WebhookReceiver, rng: random.Random, count: int) -> list[str]:
+def seed_users(
+    stack: LocalStack, receiver: WebhookReceiver, rng: random.Random, count: int
+) -> list[str]:
     """Alice with every contact point, ``count`` synthetic users with a random mix, and one
     webhook subscriber for orders and payments."""
     sns = stack.clients.sns
@@ -131,7 +132,9 @@ def original_events(now: datetime) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def synthetic_event(n: int, users: list[str], rng: random.Random, now: datetime) -> tuple[str, dict[str, Any]]:
+def synthetic_event(
+    n: int, users: list[str], rng: random.Random, now: datetime
+) -> tuple[str, dict[str, Any]]:
     kind = rng.choices(["UserRegistered", "OrderPlaced", "PaymentReceived"], weights=[2, 5, 3])[0]
     at = (now - timedelta(seconds=rng.randint(0, 5))).isoformat()
     if kind == "UserRegistered":
@@ -141,7 +144,10 @@ def synthetic_event(n: int, users: list[str], rng: random.Random, now: datetime)
             "name": rng.choice(["Bob", "Chloé", "Dmitri", "Eve", "Farah", "Gustav"]),
             "registered_at": at,
         }
-    amount = {"amount": f"{rng.randint(5, 500)}.{rng.randint(0, 99):02d}", "currency": rng.choice(["EUR", "USD", "CHF"])}
+    amount = {
+        "amount": f"{rng.randint(5, 500)}.{rng.randint(0, 99):02d}",
+        "currency": rng.choice(["EUR", "USD", "CHF"]),
+    }
     user = rng.choice(users)
     if kind == "OrderPlaced":
         return kind, {

@@ -12,7 +12,6 @@ from pathlib import Path
 from rich.console import Console
 
 from notifications.aws import reset_clients
-
 from notifyctl.local.application import prepare, use_local_environment
 from notifyctl.local.clock import RealClock
 from notifyctl.local.stack import deploy
@@ -49,7 +48,8 @@ def serve(
         console.print(f"Endpoint: {endpoint}", highlight=False, soft_wrap=True)
         console.print(
             f"Stack {LOCAL_STACK_NAME} is running (bus {stack.bus_name}). Try:\n"
-            f"  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \\\n"
+            "  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+            "AWS_DEFAULT_REGION=us-east-1 \\\n"
             f"  aws --endpoint-url {endpoint} events put-events "
             f"--entries file://events/put-events/order-placed.json\n"
             f"  notifyctl --endpoint-url {endpoint} dashboard\n"

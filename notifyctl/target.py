@@ -57,7 +57,7 @@ class StackTarget:
     def outputs(self) -> dict[str, str]:
         try:
             stacks = self.client("cloudformation").describe_stacks(StackName=self.stack_name)
-        except Exception as exc:  # noqa: BLE001 - reported with the stack name
+        except Exception as exc:
             where = f" at {self.endpoint_url}" if self.endpoint_url else ""
             raise TargetError(f"stack {self.stack_name!r} not found{where}: {exc}") from exc
         return {o["OutputKey"]: o["OutputValue"] for o in stacks["Stacks"][0].get("Outputs", [])}

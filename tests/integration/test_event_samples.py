@@ -63,7 +63,10 @@ def test_sender_sample_sends_the_welcome_and_order_emails(stack):
     assert invocation.result == {"batchItemFailures": []}
     emails = sent_emails()
     assert [e.destinations for e in emails] == [("alice@example.com",)] * 2
-    assert [e.subject for e in emails] == ["Welcome to MyApp, Alice!", "Order #order-1001 confirmed"]
+    assert [e.subject for e in emails] == [
+        "Welcome to MyApp, Alice!",
+        "Order #order-1001 confirmed",
+    ]
     assert sms_messages() == []
 
 
@@ -74,7 +77,9 @@ def test_dlq_sample_records_two_dead_letters_and_alerts_once(stack):
     invocation = stack.function("DlqAlarmFunction").invoke(event)
 
     assert invocation.ok, invocation.error
-    records = {i["dead_letter_reason"]: i for i in DynamoLedger(stack.physical_id("LedgerTable")).scan()}
+    records = {
+        i["dead_letter_reason"]: i for i in DynamoLedger(stack.physical_id("LedgerTable")).scan()
+    }
     assert set(records) == {"provider_timeout", "max_receive_count_exceeded"}
     assert records["provider_timeout"]["status"] == "DEAD_LETTERED"
     assert records["provider_timeout"]["receive_count"] == 3

@@ -72,11 +72,14 @@ def test_a_duplicate_event_yields_the_same_notification_ids(stack):
     fan_out.invoke(event)  # EventBridge delivers at least once
 
     ids = [r["notification_id"] for r in queued(stack)["email"]]
-    assert len(ids) == 2 and ids[0] == ids[1]
+    assert len(ids) == 2
+    assert ids[0] == ids[1]
 
 
 def test_an_invalid_event_lands_in_events_dlq_with_its_reason_and_is_not_retried(stack):
-    result = stack.function("FanOutFunction").invoke(load_event("fan_out/order-placed-invalid.json"))
+    result = stack.function("FanOutFunction").invoke(
+        load_event("fan_out/order-placed-invalid.json")
+    )
 
     assert result.ok  # handled: a retry could never succeed
     assert result.result["rejected_reason"] == "invalid_event"

@@ -83,9 +83,10 @@ def test_a_message_delivered_twice_is_sent_once(stack):
 
     # Then one email, one SENT record
     assert [e.destinations[0] for e in sent_emails()] == ["user7@example.com"]
-    assert DynamoLedger(stack.physical_id("LedgerTable")).get(request.notification_id)[
-        "status"
-    ] == "SENT"
+    assert (
+        DynamoLedger(stack.physical_id("LedgerTable")).get(request.notification_id)["status"]
+        == "SENT"
+    )
 
 
 def test_a_batch_where_every_item_fails_reports_failures_instead_of_crashing(deploy_stack):

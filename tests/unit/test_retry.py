@@ -37,8 +37,13 @@ def test_last_attempt_is_max_attempts():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"max_attempts": 0}, {"initial_delay": -1}, {"backoff_multiplier": 0.5}]
+    ("kwargs", "message"),
+    [
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"initial_delay": -1}, "delays"),
+        ({"backoff_multiplier": 0.5}, "backoff_multiplier"),
+    ],
 )
-def test_nonsense_configuration_is_refused(kwargs):
-    with pytest.raises(ValueError):
+def test_nonsense_configuration_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
         RetryConfig(**kwargs)

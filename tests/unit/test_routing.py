@@ -9,6 +9,7 @@ from notifications.preferences import Preferences
 from notifications.routing import NO_CONTACT_POINT, plan_notifications
 from tests.samples import load_event
 
+
 @dataclass(frozen=True)
 class StaticSubscription:
     subscription_id: str
@@ -58,7 +59,9 @@ def test_opt_outs_and_missing_contact_points_are_suppressed_with_a_reason():
         phone="+14155550100",
         opted_out_channels=frozenset({Channel.SMS}),
     )
-    planned = {p.request.channel: p.suppressed_reason for p in plan("fan_out/order-placed.json", prefs)}
+    planned = {
+        p.request.channel: p.suppressed_reason for p in plan("fan_out/order-placed.json", prefs)
+    }
     assert planned == {Channel.EMAIL: NO_CONTACT_POINT, Channel.SMS: "opted_out_channel:sms"}
 
 
@@ -66,7 +69,11 @@ def test_opt_outs_and_missing_contact_points_are_suppressed_with_a_reason():
     ("mutate", "reason", "field"),
     [
         (lambda e: e["detail"].pop("user_id"), "invalid_event", "detail.user_id"),
-        (lambda e: e["detail"]["total"].update(currency="euro"), "invalid_event", "detail.total.currency"),
+        (
+            lambda e: e["detail"]["total"].update(currency="euro"),
+            "invalid_event",
+            "detail.total.currency",
+        ),
         (lambda e: e["detail"].update(placed_at="yesterday"), "invalid_event", "detail.placed_at"),
         (lambda e: e.update({"detail-type": "OrderShipped"}), "unknown_event_type", "OrderShipped"),
         (lambda e: e.pop("id"), "malformed_envelope", "id"),

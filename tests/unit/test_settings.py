@@ -3,7 +3,8 @@ import pytest
 from notifications.settings import AlarmSettings, SenderSettings, SettingsError
 
 QUEUES = {
-    f"QUEUE_URL_{c}": f"https://sqs.example/q-{c.lower()}" for c in ("EMAIL", "SMS", "PUSH", "WEBHOOK")
+    f"QUEUE_URL_{c}": f"https://sqs.example/q-{c.lower()}"
+    for c in ("EMAIL", "SMS", "PUSH", "WEBHOOK")
 }
 SENDER_ENV = {
     **QUEUES,
@@ -16,7 +17,9 @@ SENDER_ENV = {
 
 
 def test_sender_settings_from_a_complete_environment():
-    settings = SenderSettings.from_env({**SENDER_ENV, "MAX_ATTEMPTS": "5", "BACKOFF_JITTER": "true"})
+    settings = SenderSettings.from_env(
+        {**SENDER_ENV, "MAX_ATTEMPTS": "5", "BACKOFF_JITTER": "true"}
+    )
     assert settings.max_attempts == 5
     assert settings.backoff_jitter is True
     assert settings.initial_delay_seconds == 1.0  # the original spec's default
@@ -31,7 +34,12 @@ def test_missing_variables_are_named():
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("MAX_ATTEMPTS", "three"), ("MAX_ATTEMPTS", "0"), ("FAILURE_RATE", "1.5"), ("BACKOFF_JITTER", "maybe")],
+    [
+        ("MAX_ATTEMPTS", "three"),
+        ("MAX_ATTEMPTS", "0"),
+        ("FAILURE_RATE", "1.5"),
+        ("BACKOFF_JITTER", "maybe"),
+    ],
 )
 def test_malformed_variables_are_named(name, value):
     with pytest.raises(SettingsError, match=name):

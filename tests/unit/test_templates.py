@@ -48,7 +48,8 @@ def test_email_has_subject_text_and_html():
     message = TemplateRenderer().render(request(name="Alice", user_id="user-123"))
     assert message.subject == "Welcome to MyApp, Alice!"
     assert "Hello Alice" in message.text
-    assert message.html is not None and "<p>Hello Alice" in message.html
+    assert message.html is not None
+    assert "<p>Hello Alice" in message.html
 
 
 def test_locale_falls_back_from_region_to_language_to_english():
@@ -63,7 +64,8 @@ def test_locale_falls_back_from_region_to_language_to_english():
 def test_hostile_names_render_as_text_never_as_code():
     name = "{{ 7*7 }} <script>alert(1)</script>"
     message = TemplateRenderer().render(request(name=name, user_id="u"))
-    assert "{{ 7*7 }}" in message.text and "49" not in message.text
+    assert "{{ 7*7 }}" in message.text
+    assert "49" not in message.text
     assert message.html is not None
     assert "<script>" not in message.html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in message.html
@@ -73,7 +75,8 @@ def test_a_missing_variable_is_permanent_and_names_variable_and_template():
     with pytest.raises(PermanentError) as caught:
         TemplateRenderer().render(request(user_id="u"))  # no name
     assert caught.value.reason == "template_missing_variable"
-    assert "'name'" in caught.value.message and "welcome/en/" in caught.value.message
+    assert "'name'" in caught.value.message
+    assert "welcome/en/" in caught.value.message
 
 
 def test_an_unknown_template_is_permanent():

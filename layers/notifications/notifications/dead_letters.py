@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
@@ -79,7 +80,7 @@ class DeadLetterRecorder:
         self.stage = stage
         self.clock = clock
 
-    def process_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def process_batch(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
         recorded: list[DeadLetterEntry] = []
         metrics = ChannelMetrics()
 

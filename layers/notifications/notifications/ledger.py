@@ -189,7 +189,11 @@ class DynamoLedger:
         return AttemptClaim(Claim.GRANTED, int(attributes["attempts"]))
 
     def _describe(self, request: NotificationRequested, now: datetime) -> None:
-        attributes = {**_base_attributes(request), "created_at": utc_iso(now), "expires_at": _ttl(now)}
+        attributes = {
+            **_base_attributes(request),
+            "created_at": utc_iso(now),
+            "expires_at": _ttl(now),
+        }
         names = {f"#b{i}": name for i, name in enumerate(attributes)}
         values = {f":b{i}": value for i, value in enumerate(attributes.values())}
         self._table().update_item(
@@ -198,143 +202,6 @@ class DynamoLedger:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
-
-    def record_sent(
-        self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime
-    ) -> None: ...
-    def record_retrying(
-        self, notification_id: str, failure: FailureRecord, next_attempt_at: datetime
-    ) -> None: ...
-    def record_failed_attempt(self, notification_id: str, failure: FailureRecord) -> None: ...
-    def record_dead_lettered(self, entry: DeadLetterEntry, now: datetime) -> None: ...
-    def get(self, notification_id: str) -> dict[str, Any] | None: ...
-
-
-@dataclass(frozen=True)
-class DeadLetterEntry:
-    """What the alarm function knows about one dead letter."""
-
-    notification_id: str
-    reason: str
-    error: str
-    failure_class: str
-    payload: str
-    receive_count: int
-    dlq_message_id: str
-    channel: str | None = None
-    recipient: str | None = None
-    user_id: str | None = None
-    event_type: str | None = None
-
-
-def _base_attributes(request: NotificationRequested) -> dict[str, Any]:
-    return {
-        "channel": request.channel.value,
-        "recipient_masked": mask_recipient(request.channel, request.recipient),
-        "user_id": request.user_id or "-",
-        "event_id": request.event_id,
-        "event_type": request.event_type,
-        "template_id": request.template_id,
-        "category": request.category,
-        "correlation_id": request.correlation_id,
-        "occurred_at": utc_iso(request.occurred_at),
-    }
-
-
-class DynamoLedger:
-    """The ledger on a DynamoDB table keyed by ``notification_id``."""
-
-    def __init__(self, table_name: str) -> None:
-        self.table_name = table_name
-
-    def _table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
-
-    def record_requested(self, request: NotificationRequested, now: datetime) -> bool:
-        """Create the record; False when it exists already (a duplicate event, or the sender
-        got there first). Never moves an existing record backwards."""
-        return self._create(request, NotificationStatus.REQUESTED, now, {})
-
-    def record_suppressed(self, request: NotificationRequested, reason: str, now: datetime) -> None:
-        self._create(request, NotificationStatus.SUPPRESSED, now, {"suppressed_reason": reason})
-
-    def _create(
-        self,
-        request: NotificationRequested,
-        status: NotificationStatus,
-        now: datetime,
-        extra: dict[str, Any],
-    ) -> bool:
-        item = {
-            "notification_id": request.notification_id,
-            "status": status.value,
-            "attempts": 0,
-            "created_at": utc_iso(now),
-            "updated_at": utc_iso(now),
-            "expires_at": _ttl(now),
-            **_base_attributes(request),
-            **extra,
-        }
-        try:
-            self._table().put_item(
-                Item=item, ConditionExpression="attribute_not_exists(notification_id)"
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
-
-    def begin_attempt(
-        self, request: NotificationRequested, lease_until: datetime, now: datetime
-    ) -> AttemptClaim:
-        names = {"#s": "status"}
-        values: dict[str, Any] = {
-            ":sending": NotificationStatus.SENDING.value,
-            ":sent": NotificationStatus.SENT.value,
-            ":lease": utc_iso(lease_until),
-            ":now": utc_iso(now),
-            ":zero": 0,
-            ":one": 1,
-            ":ttl": _ttl(now),
-        }
-        sets = [
-            "#s = :sending",
-            "lease_until = :lease",
-            "attempts = if_not_exists(attempts, :zero) + :one",
-            "updated_at = :now",
-            "created_at = if_not_exists(created_at, :now)",
-            "expires_at = :ttl",
-        ]
-        for index, (name, value) in enumerate(_base_attributes(request).items()):
-            names[f"#b{index}"] = name
-            values[f":b{index}"] = value
-            sets.append(f"#b{index} = if_not_exists(#b{index}, :b{index})")
-        try:
-            response = self._table().update_item(
-                Key={"notification_id": request.notification_id},
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=(
-                    "attribute_not_exists(notification_id) OR "
-                    "(#s <> :sent AND (attribute_not_exists(lease_until) OR lease_until < :now))"
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            old = self.get(request.notification_id) or {}
-            if old.get("status") == NotificationStatus.SENT.value:
-                return AttemptClaim(Claim.ALREADY_SENT, int(old.get("attempts", 0)))
-            lease = old.get("lease_until")
-            return AttemptClaim(
-                Claim.LEASED,
-                int(old.get("attempts", 0)),
-                datetime.fromisoformat(lease) if isinstance(lease, str) else None,
-            )
-        return AttemptClaim(Claim.GRANTED, int(response["Attributes"]["attempts"]))
 
     def record_sent(
         self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime

@@ -1,4 +1,4 @@
-"""Exponential backoff: attempt n waits ``min(initial_delay * multiplier ** (n - 1), max_delay)``."""
+"""Exponential backoff: attempt n waits ``min(initial * multiplier ** (n - 1), max_delay)``."""
 
 from __future__ import annotations
 
