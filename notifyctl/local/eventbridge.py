@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +51,13 @@ def _paged(method: Any, key: str, **kwargs: Any) -> list[dict[str, Any]]:
 
 
 def install_taps(
-    clients: AwsClients, stack_name: str, function_names: Mapping[str, str]
+    clients: AwsClients, stack_name: str, function_names: Collection[str]
 ) -> list[Tap]:
     """Point every rule target that invokes one of `function_names` at a new tap queue.
 
     The rule, its pattern and the target's Id/Input/InputPath/InputTransformer stay as they are;
     moto matches the pattern and delivers the (transformed) event to the queue.
-    `function_names` maps physical function names to anything (only membership counts).
+    `function_names` are the physical names of the functions the runtime runs.
     """
     taps: list[Tap] = []
     for bus in _paged(clients.events.list_event_buses, "EventBuses"):

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from botocore.exceptions import ClientError
 
@@ -163,7 +163,7 @@ class SqsEventSourcePoller:
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
-            received = response.get("Messages", [])
+            received = cast(list[dict[str, Any]], response.get("Messages", []))
             if not received:
                 break
             messages.extend(received)
@@ -294,7 +294,7 @@ class AsyncInvokePoller:
             WaitTimeSeconds=0,
             AttributeNames=["All"],
         )
-        messages = response.get("Messages", [])
+        messages = cast(list[dict[str, Any]], response.get("Messages", []))
         for message in messages:
             self._handle(message)
         return len(messages)

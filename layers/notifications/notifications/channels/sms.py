@@ -28,6 +28,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
 
 SINGLE_LIMIT: dict[Encoding, int] = {"GSM-7": 160, "UCS-2": 70}
 PART_LIMIT: dict[Encoding, int] = {"GSM-7": 153, "UCS-2": 67}
@@ -62,8 +63,7 @@ def _units(char: str, encoding: Encoding) -> int:
 
 
 def encoding_for(text: str) -> Encoding:
-    allowed = GSM7_BASIC | GSM7_EXTENSION
-    return "GSM-7" if all(char in allowed for char in text) else "UCS-2"
+    return "GSM-7" if all(char in GSM7 for char in text) else "UCS-2"
 
 
 def count_segments(text: str) -> SegmentCount:
