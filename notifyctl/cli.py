@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -241,3 +241,169 @@ def local_serve(
 
 def run() -> None:  # pragma: no cover - console script entry for `python -m notifyctl`
     sys.exit(app())
+
+
+# -- dead letters -----------------------------------------------------------------------------
+
+dlq_app = typer.Typer(help="The notification dead-letter store.", no_args_is_help=True)
+events_dlq_app = typer.Typer(help="EventsDLQ: domain events not fanned out.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(events_dlq_app, name="events-dlq")
+
+
+def _dead_letters() -> Any:
+    from notifyctl.operations import DeadLetters
+
+    try:
+        return DeadLetters(state.target())
+    except TargetError as exc:
+        raise fail(str(exc)) from exc
+
+
+@dlq_app.command("list")
+def dlq_list(
+    channel: Annotated[str | None, typer.Option(help="email, sms, push or webhook.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="A reason code, e.g. provider_timeout.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="30m, 2h, 7d or an ISO time.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Dead letters, newest first."""
+    from rich.table import Table
+
+    records = list(_dead_letters().list(channel, reason, parse_since(since)))
+    if as_json:
+        print(json.dumps(records, indent=2, default=str))
+        return
+    table = Table(title=f"{len(records)} dead letter(s)", title_justify="left")
+    for column in ("Id", "Channel", "Recipient", "Reason", "Attempts", "Dead-lettered at"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r["notification_id"]),
+            str(r.get("channel", "-")),
+            str(r.get("recipient_masked", "-")),
+            str(r.get("dead_letter_reason", "-")),
+            str(r.get("attempts", "-")),
+            str(r.get("dead_lettered_at", "-")),
+        )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(notification_id: str) -> None:
+    """The full record: payload, attempts, every error, timestamps, audit trail."""
+    record = _dead_letters().show(notification_id)
+    if record is None:
+        raise fail(f"no notification {notification_id}")
+    print(json.dumps(record, indent=2, default=str))
+
+
+def _select(ids: list[str], all_: bool, channel: str | None, reason: str | None) -> list[str]:
+    if ids and (all_ or channel or reason):
+        raise fail("give ids, or a filter (--all, --channel, --reason), not both")
+    if ids:
+        return ids
+    if not (all_ or channel or reason):
+        raise fail("give ids, --all, or a filter (--channel, --reason)")
+    return [str(r["notification_id"]) for r in _dead_letters().list(channel, reason)]
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    ids: Annotated[list[str] | None, typer.Argument(help="Notification ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+    channel: Annotated[str | None, typer.Option()] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Re-enqueue dead letters with the same id and a fresh attempt budget."""
+    store = _dead_letters()
+    results = [store.redrive(i) for i in _select(ids or [], all_, channel, reason)]
+    for result in results:
+        mark = "[green]redriven[/green]" if result.ok else "[red]not redriven[/red]"
+        console.print(f"{result.notification_id}: {mark} ({result.detail})")
+    ok = sum(r.ok for r in results)
+    console.print(f"{ok} of {len(results)} redriven")
+    if ok < len(results):
+        raise typer.Exit(code=1)
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    ids: Annotated[list[str] | None, typer.Argument(help="Notification ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+    channel: Annotated[str | None, typer.Option()] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really purge.")] = False,
+) -> None:
+    """Drop dead letters' payloads; each record stays, marked PURGED, as the audit entry."""
+    chosen = _select(ids or [], all_, channel, reason)
+    if not yes:
+        raise fail(f"purging {len(chosen)} dead letter(s) needs --yes")
+    store = _dead_letters()
+    purged = sum(store.purge(i) for i in chosen)
+    console.print(f"{purged} of {len(chosen)} purged")
+
+
+def _events_dead_letters() -> Any:
+    from notifyctl.operations import EventsDeadLetters
+
+    try:
+        return EventsDeadLetters(state.target())
+    except TargetError as exc:
+        raise fail(str(exc)) from exc
+
+
+@events_dlq_app.command("list")
+def events_dlq_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Events in EventsDLQ with why they are there."""
+    from rich.table import Table
+
+    entries = _events_dead_letters().list()
+    if as_json:
+        print(json.dumps(entries, indent=2, default=str))
+        return
+    table = Table(title=f"{len(entries)} event(s) in EventsDLQ", title_justify="left")
+    for column in ("Message id", "Event", "Event id", "Origin", "Reason", "Error"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            str(e["message_id"]),
+            str(e["event_type"] or "-"),
+            str(e["event_id"] or "-"),
+            e["origin"],
+            e["reason"],
+            e["error"][:80],
+        )
+    console.print(table)
+
+
+@events_dlq_app.command("replay")
+def events_dlq_replay(
+    message_ids: Annotated[list[str] | None, typer.Argument(help="EventsDLQ message ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all")] = False,
+) -> None:
+    """Put events back on the bus (fix the cause first: a rejected event is rejected again)."""
+    if not message_ids and not all_:
+        raise fail("give message ids or --all")
+    results = _events_dead_letters().replay(None if all_ else set(message_ids or []))
+    for r in results:
+        state_text = "replayed" if r["replayed"] else f"kept ({r.get('why')})"
+        console.print(f"{r['message_id']} {r['event_type']}: {state_text}")
+    console.print(f"{sum(r['replayed'] for r in results)} of {len(results)} replayed")
+
+
+@events_dlq_app.command("purge")
+def events_dlq_purge(
+    message_ids: Annotated[list[str] | None, typer.Argument(help="EventsDLQ message ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Really purge.")] = False,
+) -> None:
+    """Delete events from EventsDLQ, each leaving an audit record in the ledger."""
+    if not message_ids and not all_:
+        raise fail("give message ids or --all")
+    if not yes:
+        raise fail("purging needs --yes")
+    purged = _events_dead_letters().purge(None if all_ else set(message_ids or []))
+    console.print(f"{purged} event(s) purged")

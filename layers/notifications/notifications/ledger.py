@@ -21,6 +21,9 @@ from notifications.aws import resource
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested, NotificationStatus, utc_iso
 
+# An operator removed a dead letter's payload; the record stays as the audit entry.
+PURGED = "PURGED"
+
 # Ledger items expire (DynamoDB TTL) this long after their last change.
 RETENTION = timedelta(days=400)
 MAX_ERRORS_KEPT = 20
@@ -312,6 +315,111 @@ class DynamoLedger:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def by_status(self, status: str, since: datetime | None = None) -> Iterator[dict[str, Any]]:
+        """Records in one status, newest change first, through the ``by_status`` index."""
+        condition = "#s = :status" + (" AND updated_at >= :since" if since else "")
+        values: dict[str, Any] = {":status": status}
+        if since:
+            values[":since"] = utc_iso(since)
+        kwargs: dict[str, Any] = {
+            "IndexName": "by_status",
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        while True:
+            page = self._table().query(**kwargs)
+            for item in page.get("Items", []):
+                yield {k: _plain(v) for k, v in item.items()}
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def mark_redriven(self, notification_id: str, now: datetime, operator: str) -> bool:
+        """DEAD_LETTERED -> REDRIVEN with a fresh attempt budget; False if it was not dead."""
+        return self._operator_action(
+            notification_id,
+            "SET #s = :redriven, attempts = :zero, redriven_at = :now, "
+            "redrive_count = if_not_exists(redrive_count, :zero) + :one",
+            {":redriven": NotificationStatus.REDRIVEN.value, ":zero": 0, ":one": 1},
+            {"action": "redrive", "at": utc_iso(now), "by": operator},
+            now,
+        )
+
+    def undo_redrive(self, notification_id: str, now: datetime, operator: str, why: str) -> None:
+        """Back to DEAD_LETTERED when the redriven message could not be enqueued."""
+        self._operator_action(
+            notification_id,
+            "SET #s = :dead",
+            {":dead": NotificationStatus.DEAD_LETTERED.value},
+            {"action": "redrive_failed", "at": utc_iso(now), "by": operator, "why": why[:300]},
+            now,
+            expected=NotificationStatus.REDRIVEN.value,
+        )
+
+    def mark_purged(self, notification_id: str, now: datetime, operator: str) -> bool:
+        """DEAD_LETTERED -> PURGED: the payload goes, the record stays as the audit entry."""
+        return self._operator_action(
+            notification_id,
+            "SET #s = :purged, purged_at = :now REMOVE payload",
+            {":purged": PURGED},
+            {"action": "purge", "at": utc_iso(now), "by": operator},
+            now,
+        )
+
+    def record_event_purge(self, entry: dict[str, Any], now: datetime, operator: str) -> None:
+        """An audit record for a domain event an operator purged from EventsDLQ."""
+        self._table().put_item(
+            Item={
+                "notification_id": f"events-dlq:{entry.get('message_id')}",
+                "status": PURGED,
+                "kind": "event",
+                "event_id": str(entry.get("event_id") or "-"),
+                "event_type": str(entry.get("event_type") or "-"),
+                "dead_letter_reason": str(entry.get("reason") or "-"),
+                "created_at": utc_iso(now),
+                "updated_at": utc_iso(now),
+                "expires_at": _ttl(now),
+                "audit": [{"action": "purge", "at": utc_iso(now), "by": operator}],
+            }
+        )
+
+    def _operator_action(
+        self,
+        notification_id: str,
+        update: str,
+        values: dict[str, Any],
+        audit: dict[str, str],
+        now: datetime,
+        expected: str = NotificationStatus.DEAD_LETTERED.value,
+    ) -> bool:
+        set_part, _, remove_part = update.partition(" REMOVE ")
+        expression = (
+            f"{set_part}, updated_at = :now, "
+            "audit = list_append(if_not_exists(audit, :none), :audit)"
+            + (f" REMOVE {remove_part}" if remove_part else "")
+        )
+        try:
+            self._table().update_item(
+                Key={"notification_id": notification_id},
+                UpdateExpression=expression,
+                ConditionExpression="#s = :expected",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":now": utc_iso(now),
+                    ":none": [],
+                    ":audit": [audit],
+                    ":expected": expected,
+                },
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
 
     def scan(self) -> Iterator[dict[str, Any]]:
         """Every record, page by page (operators' views; not on a per-message path)."""

@@ -1,0 +1,178 @@
+"""Dead-letter management: the notification dead-letter store (ledger) and EventsDLQ."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from notifications.errors import RetryableError
+from notifications.ledger import DynamoLedger
+from notifications.models import Channel, NotificationRequested, NotificationStatus
+from notifications.queues import SqsQueues
+from notifyctl.dead_letter_queues import describe_events_dlq_message
+from notifyctl.target import StackTarget
+
+QUEUE_OUTPUTS = {
+    Channel.EMAIL: "EmailQueueUrl",
+    Channel.SMS: "SmsQueueUrl",
+    Channel.PUSH: "PushQueueUrl",
+    Channel.WEBHOOK: "WebhookQueueUrl",
+}
+RECEIVE_VISIBILITY = 30  # seconds an EventsDLQ message stays hidden while an operator reads it
+
+
+def operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user database entry (containers)
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    notification_id: str
+    ok: bool
+    detail: str
+
+
+class DeadLetters:
+    """The dead-letter store: DEAD_LETTERED records in the ledger."""
+
+    def __init__(self, target: StackTarget) -> None:
+        self.target = target
+        self.ledger = DynamoLedger(target.output("LedgerTableName"))
+
+    def list(
+        self,
+        channel: str | None = None,
+        reason: str | None = None,
+        since: datetime | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        for record in self.ledger.by_status(NotificationStatus.DEAD_LETTERED.value, since):
+            if channel and record.get("channel") != channel:
+                continue
+            if reason and record.get("dead_letter_reason") != reason:
+                continue
+            yield record
+
+    def show(self, notification_id: str) -> dict[str, Any] | None:
+        return self.ledger.get(notification_id)
+
+    def redrive(self, notification_id: str) -> RedriveResult:
+        """Back onto its channel queue with the same id (idempotency holds) and a fresh
+        attempt budget; the record becomes REDRIVEN."""
+        record = self.ledger.get(notification_id)
+        if record is None:
+            return RedriveResult(notification_id, False, "no such notification")
+        try:
+            request = NotificationRequested.model_validate_json(record.get("payload", ""))
+        except ValidationError:
+            return RedriveResult(
+                notification_id, False, "payload is not a notification request; purge it instead"
+            )
+        now, who = datetime.now(UTC), operator()
+        if not self.ledger.mark_redriven(notification_id, now, who):
+            return RedriveResult(notification_id, False, f"status is {record.get('status')}")
+        redriven = request.model_copy(update={"redrive_count": request.redrive_count + 1})
+        queue_url = self.target.output(QUEUE_OUTPUTS[request.channel])
+        try:
+            SqsQueues().enqueue(queue_url, [redriven])
+        except (ClientError, BotoCoreError, RetryableError, ValueError) as exc:
+            self.ledger.undo_redrive(notification_id, datetime.now(UTC), who, str(exc))
+            return RedriveResult(notification_id, False, f"enqueue failed: {exc}")
+        return RedriveResult(notification_id, True, f"re-enqueued on {request.channel.value}")
+
+    def purge(self, notification_id: str) -> bool:
+        return self.ledger.mark_purged(notification_id, datetime.now(UTC), operator())
+
+
+class EventsDeadLetters:
+    """EventsDLQ: domain events that could not be fanned out."""
+
+    def __init__(self, target: StackTarget) -> None:
+        self.target = target
+        self.sqs = target.client("sqs")
+        self.url = target.output("EventsDLQUrl")
+
+    def _receive_all(self) -> list[dict[str, Any]]:
+        """Every message, hidden for a moment while read (SQS has no peek beyond ten)."""
+        messages: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=RECEIVE_VISIBILITY,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", []):
+            messages.extend(batch)
+        return messages
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+
+    def list(self) -> list[dict[str, Any]]:
+        messages = self._receive_all()
+        self._release(messages)
+        return [describe_events_dlq_message(m) for m in messages]
+
+    def replay(self, message_ids: set[str] | None = None) -> list[dict[str, Any]]:
+        """Put the chosen events (all when ``message_ids`` is None) back on the bus as they
+        were, and delete them from EventsDLQ once EventBridge accepted them."""
+        bus = self.target.output("EventBusName")
+        events = self.target.client("events")
+        messages = self._receive_all()
+        results, keep = [], []
+        for message in messages:
+            entry = describe_events_dlq_message(message)
+            if message_ids is not None and entry["message_id"] not in message_ids:
+                keep.append(message)
+                continue
+            event = entry["event"]
+            if not isinstance(event, dict) or "detail-type" not in event:
+                keep.append(message)
+                results.append({**entry, "replayed": False, "why": "no event to replay"})
+                continue
+            response = events.put_events(
+                Entries=[
+                    {
+                        "Source": str(event.get("source", "")),
+                        "DetailType": str(event["detail-type"]),
+                        "Detail": json.dumps(event.get("detail", {})),
+                        "EventBusName": bus,
+                    }
+                ]
+            )
+            if response.get("FailedEntryCount"):
+                keep.append(message)
+                results.append({**entry, "replayed": False, "why": str(response["Entries"][0])})
+                continue
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            results.append({**entry, "replayed": True})
+        self._release(keep)
+        return results
+
+    def purge(self, message_ids: set[str] | None = None) -> int:
+        """Delete the chosen events, each leaving an audit record in the ledger."""
+        ledger = DynamoLedger(self.target.output("LedgerTableName"))
+        messages = self._receive_all()
+        purged, keep = 0, []
+        for message in messages:
+            if message_ids is None or message["MessageId"] in message_ids:
+                entry = describe_events_dlq_message(message)
+                ledger.record_event_purge(entry, datetime.now(UTC), operator())
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+                purged += 1
+            else:
+                keep.append(message)
+        self._release(keep)
+        return purged

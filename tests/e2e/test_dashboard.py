@@ -1,0 +1,92 @@
+"""The dashboard's figures against a run whose truth is known."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from notifications.channels.email import SesEmailProvider
+from notifications.errors import RetryableError
+from notifications.queues import SqsQueues
+from notifyctl.cli import app
+from notifyctl.dashboard import compute, percentile
+from tests.integration.test_sender_batch import welcome
+
+SENT, DEAD, RETRIED = 6, 2, 3  # N sent first time, M dead-lettered, K sent on the second try
+
+
+@pytest.fixture
+def known_run(deploy_stack, monkeypatch):
+    stack = deploy_stack(BreakerFailureThreshold=1000)
+    real_send = SesEmailProvider.send
+    failures: dict[str, int] = {}
+
+    def flaky(self, request, message):
+        n = int(request.recipient.removeprefix("user").split("@")[0])
+        failures[request.recipient] = failures.get(request.recipient, 0) + 1
+        if n >= SENT + RETRIED or (n >= SENT and failures[request.recipient] == 1):
+            raise RetryableError("provider_timeout", "SES did not answer")
+        return real_send(self, request, message)
+
+    monkeypatch.setattr(SesEmailProvider, "send", flaky)
+    total = SENT + RETRIED + DEAD
+    SqsQueues().enqueue(stack.queue_url("EmailQueue"), [welcome(n) for n in range(total)])
+    stack.drain()
+    return stack
+
+
+def test_dashboard_json_matches_the_known_run(known_run):
+    result = CliRunner().invoke(app, ["--stack-name", "notifications-local", "dashboard", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+
+    total = SENT + RETRIED + DEAD
+    assert figures["total"] == total
+    assert figures["sent"] == SENT + RETRIED
+    assert figures["failed"] == DEAD
+    assert figures["in_dlq"] == DEAD
+    assert figures["in_flight"] == 0
+    assert figures["success_rate"] == pytest.approx((SENT + RETRIED) / total)
+    # retries: one for each of K, MaxAttempts - 1 = 2 for each of M
+    assert figures["avg_retries"] == pytest.approx((RETRIED * 1 + DEAD * 2) / total)
+    (email,) = figures["by_channel"]
+    assert (email["channel"], email["total"], email["sent"], email["failed"]) == (
+        "email",
+        total,
+        SENT + RETRIED,
+        DEAD,
+    )
+    assert figures["dead_letters_by_reason"] == {"provider_timeout": DEAD}
+    assert {f["subject"] for f in figures["recent_failures"]} == {
+        "u***@example.com"
+    }  # masked, never the address
+
+
+def test_dashboard_table_shows_the_original_layout(known_run):
+    result = CliRunner().invoke(app, ["--stack-name", "notifications-local", "dashboard"])
+    assert result.exit_code == 0, result.output
+    for label in ("Total Sent:", "Success Rate:", "Failed:", "In DLQ:", "Avg Retry:", "By Channel"):
+        assert label in result.output
+    assert "81.8%" in result.output  # 9 of 11
+
+
+def test_percentiles_and_since_window():
+    records = [
+        {
+            "notification_id": str(i),
+            "status": "SENT",
+            "channel": "sms",
+            "attempts": 1,
+            "latency_ms": ms,
+            "updated_at": f"2026-11-28T12:00:{i:02d}.000+00:00",
+        }
+        for i, ms in enumerate([100, 200, 300, 400, 1000])
+    ]
+    figures = compute(records)
+    (sms,) = figures.by_channel
+    assert sms.latency_ms == {"p50": 300.0, "p95": 1000.0, "p99": 1000.0}
+    assert percentile([], 50) is None
+    from datetime import UTC, datetime
+
+    recent = compute(records, since=datetime(2026, 11, 28, 12, 0, 3, tzinfo=UTC))
+    assert recent.total == 2
