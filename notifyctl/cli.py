@@ -407,3 +407,83 @@ def events_dlq_purge(
         raise fail("purging needs --yes")
     purged = _events_dead_letters().purge(None if all_ else set(message_ids or []))
     console.print(f"{purged} event(s) purged")
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+webhooks_app = typer.Typer(
+    help="Webhook subscriptions and their signing secrets.", no_args_is_help=True
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+def _webhooks() -> Any:
+    from notifyctl.subscriptions import Webhooks
+
+    try:
+        return Webhooks(state.target())
+    except TargetError as exc:
+        raise fail(str(exc)) from exc
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="https:// endpoint that receives the POSTs.")],
+    event_type: Annotated[
+        list[str], typer.Option("--event-type", help="Repeat per type; '*' for all.")
+    ],
+    subscription_id: Annotated[str | None, typer.Option("--id", help="Default: generated.")] = None,
+) -> None:
+    """Subscribe a URL; prints the signing secret once (store it with the receiver)."""
+    try:
+        subscription, secret = _webhooks().add(url, event_type, subscription_id)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    console.print(f"subscription {subscription.subscription_id} -> {subscription.url}")
+    console.print(f"signing secret (shown once): {secret}", highlight=False, soft_wrap=True)
+
+
+@webhooks_app.command("list")
+def webhooks_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every subscription."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    subscriptions = _webhooks().list()
+    if as_json:
+        print(json.dumps([asdict(s) for s in subscriptions], indent=2))
+        return
+    table = Table(title=f"{len(subscriptions)} subscription(s)", title_justify="left")
+    for column in ("Id", "URL", "Event types", "Enabled"):
+        table.add_column(column)
+    for s in subscriptions:
+        enabled = "yes" if s.enabled else f"no ({s.disabled_reason})"
+        table.add_row(s.subscription_id, s.url, ", ".join(s.event_types), enabled)
+    console.print(table)
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(subscription_id: str) -> None:
+    """Delete a subscription and its signing secret."""
+    if not _webhooks().remove(subscription_id):
+        raise fail(f"no subscription {subscription_id}")
+    console.print(f"removed {subscription_id}")
+
+
+@webhooks_app.command("rotate-secret")
+def webhooks_rotate(
+    subscription_id: str,
+    finish: Annotated[
+        bool, typer.Option("--finish", help="End the rotation: drop the old secret.")
+    ] = False,
+) -> None:
+    """Start a rotation (deliveries carry old and new signatures), or --finish it."""
+    webhooks = _webhooks()
+    if finish:
+        webhooks.finish_rotation(subscription_id)
+        console.print(f"{subscription_id}: old secret retired; only the new one signs now")
+        return
+    secret = webhooks.rotate(subscription_id)
+    console.print(f"new signing secret (shown once): {secret}", highlight=False, soft_wrap=True)
+    console.print("Deliveries carry both signatures until `rotate-secret --finish`.")
