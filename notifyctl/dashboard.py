@@ -18,6 +18,7 @@ from rich.table import Table
 SETTLED = {"SENT", "DEAD_LETTERED"}
 IN_FLIGHT = {"REQUESTED", "SENDING", "RETRYING", "DEFERRED", "REDRIVEN"}
 RECENT = 5
+RECENT_EVENTS = 3
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def compute(
         )
 
     dead = [r for r in kept if r.get("status") == "DEAD_LETTERED"]
-    failures = [
+    notification_failures = [
         Failure(
             at=str(r.get("dead_lettered_at", r.get("updated_at", ""))),
             kind="notification",
@@ -119,7 +120,8 @@ def compute(
             ident=str(r["notification_id"]),
         )
         for r in dead
-    ] + [
+    ]
+    event_failures = [
         Failure(
             at=str(e.get("at", "")),
             kind="event",
@@ -130,7 +132,10 @@ def compute(
         )
         for e in rejected_events
     ]
-    failures.sort(key=lambda f: f.at, reverse=True)
+    # The newest dead letters and, so they never scroll out of sight, the newest rejected events.
+    notification_failures.sort(key=lambda f: f.at, reverse=True)
+    event_failures.sort(key=lambda f: f.at, reverse=True)
+    failures = notification_failures[:RECENT] + event_failures[:RECENT_EVENTS]
     return Dashboard(
         total=len(settled),
         sent=status["SENT"],
@@ -153,7 +158,7 @@ def compute(
             ).most_common()
         ),
         rejected_events=len(rejected_events) if rejected_total is None else rejected_total,
-        recent_failures=failures[:RECENT],
+        recent_failures=failures,
     )
 
 

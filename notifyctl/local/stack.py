@@ -20,6 +20,7 @@ from notifyctl.local.emf import MetricDatum
 from notifyctl.local.eventbridge import Tap, install_taps
 from notifyctl.local.functions import FunctionSpec, Invocation, LocalFunction
 from notifyctl.local.pollers import AsyncInvokePoller, Poller, SqsEventSourcePoller
+from notifyctl.local.scheduler import LocalScheduler
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class LocalStack:
     logs: list[LogRecord] = field(default_factory=list)
     metrics: list[MetricDatum] = field(default_factory=list)
     echo_logs: bool = False
+    scheduler: LocalScheduler | None = None
 
     # -- lookups -------------------------------------------------------------------------------
     def physical_id(self, logical_id: str) -> str:
@@ -164,6 +166,8 @@ class LocalStack:
     def pump(self) -> int:
         """One round over every poller; returns how many records were handled."""
         moto_internals.detach_sqs_event_source_mappings(self.account_id, self.clients.region)
+        if self.scheduler is not None:
+            self.scheduler.fire_due()
         return sum(poller.poll_once() for poller in self.pollers)
 
     def queue_depths(self) -> list[QueueDepth]:
@@ -191,13 +195,15 @@ class LocalStack:
         until: Callable[[], bool] | None = None,
         max_seconds: float | None = None,
         idle_step: float = 0.05,
+        on_round: Callable[[int], None] | None = None,
     ) -> DrainResult:
         """Run rounds until every actively polled queue is empty, or `until()` holds.
 
         When nothing is visible but messages are in flight or delayed, the clock moves to the
         next moment one becomes visible (a controlled clock jumps; the real clock sleeps).
         Queues of disabled mappings are not waited for. Raises `DrainLimitExceeded` when
-        `max_rounds` rounds or `max_seconds` of clock time pass first.
+        `max_rounds` rounds or `max_seconds` of clock time pass first. `on_round` is called
+        after every round with the records handled so far (progress display).
         """
         rounds = records = 0
         advanced = 0.0
@@ -209,6 +215,8 @@ class LocalStack:
             rounds += 1
             handled = self.pump()
             records += handled
+            if on_round is not None:
+                on_round(records)
             if handled:
                 continue
             depths = self.queue_depths()
@@ -341,6 +349,9 @@ def deploy(
                 static_input=tap.static_input,
             )
         )
+    local.scheduler = LocalScheduler.install(
+        clients, clock, account_id, cfn_template, parameters, stack_name, local.taps
+    )
     return local
 
 
@@ -437,7 +448,7 @@ def _function_layer_dirs(
 ) -> tuple[Path, ...]:
     layers = (resource.get("Properties") or {}).get("Layers") or []
     refs = [layer.get("Ref") for layer in layers if isinstance(layer, dict)]
-    return tuple(layer_dirs[ref] for ref in refs if ref in layer_dirs)
+    return tuple(layer_dirs[ref] for ref in refs if isinstance(ref, str) and ref in layer_dirs)
 
 
 def _sqs_pollers(

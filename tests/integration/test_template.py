@@ -111,6 +111,14 @@ class Translated:
             if resource["Properties"]["FunctionName"] == {"Ref": "SenderFunction"}
         }
 
+    def event_rules(self) -> dict[str, dict[str, Any]]:
+        """Rules that route domain events (scheduled rules have no EventPattern)."""
+        return {
+            logical_id: rule
+            for logical_id, rule in self.of_type("AWS::Events::Rule").items()
+            if "EventPattern" in rule["Properties"]
+        }
+
     def role_statements(self, function_id: str) -> list[dict[str, Any]]:
         role_id = self.props(function_id)["Role"]["Fn::GetAtt"][0]
         statements: list[dict[str, Any]] = []
@@ -285,21 +293,28 @@ def test_dead_letter_queues_keep_messages_longer_than_their_sources(case: Transl
 
 
 def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Translated) -> None:
-    # Given the EventBridge rules on the stage's bus
-    rules = case.of_type("AWS::Events::Rule")
+    # Given the EventBridge rules with patterns: the domain rules on the stage's bus, and the
+    # SES feedback rule on the default bus (the only bus SES publishes to)
+    rules = case.event_rules()
+    domain = {k: r for k, r in rules.items() if "EventBusName" in r["Properties"]}
     detail_types = {
         detail_type
-        for rule in rules.values()
+        for rule in domain.values()
         for detail_type in rule["Properties"]["EventPattern"]["detail-type"]
     }
-    # Then there is one rule per domain event type, on the custom bus
+    # Then there is one rule per domain event type, on the custom bus, to the fan-out
     assert detail_types == DOMAIN_EVENT_TYPES
-    assert len(rules) == len(DOMAIN_EVENT_TYPES)
-    for logical_id, rule in rules.items():
+    assert len(domain) == len(DOMAIN_EVENT_TYPES)
+    for rule in domain.values():
         assert rule["Properties"]["EventBusName"] == {"Fn::GetAtt": ["EventBus", "Name"]}
-        # And every target retries and parks what it cannot deliver in EventsDLQ
+        assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [
+            {"Fn::GetAtt": ["FanOutFunction", "Arn"]}
+        ]
+    (feedback,) = [r for k, r in rules.items() if k not in domain]
+    assert feedback["Properties"]["EventPattern"]["source"] == ["aws.ses"]
+    # And every target retries and parks what it cannot deliver in EventsDLQ
+    for logical_id, rule in rules.items():
         for target in rule["Properties"]["Targets"]:
-            assert target["Arn"] == {"Fn::GetAtt": ["FanOutFunction", "Arn"]}, logical_id
             assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0, logical_id
             assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] > 0, logical_id
             assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["EventsDLQ", "Arn"]}
@@ -312,7 +327,7 @@ def test_events_dlq_accepts_dead_letters_from_exactly_the_rules(case: Translated
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert actions_of(statement) == ["sqs:SendMessage"]
     sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
-    assert {source["Fn::GetAtt"][0] for source in sources} == set(case.of_type("AWS::Events::Rule"))
+    assert {source["Fn::GetAtt"][0] for source in sources} == set(case.event_rules())
 
 
 def test_fan_out_async_failures_go_to_the_events_dlq(case: Translated) -> None:
@@ -424,7 +439,8 @@ def test_stack_deploys_into_moto_with_readable_outputs(
 
     # And every declared output is there
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    assert set(outputs) == set(cloudformation_template["Outputs"])
+    # (but the SES configuration set's: moto's CloudFormation does not create that type)
+    assert set(outputs) == set(cloudformation_template["Outputs"]) - {"EmailConfigurationSetName"}
 
     # And the queue URLs lead to queues configured as the template says
     sqs = boto3.client("sqs")
@@ -444,7 +460,10 @@ def test_stack_deploys_into_moto_with_readable_outputs(
     dynamodb = boto3.client("dynamodb")
     ledger = dynamodb.describe_table(TableName=outputs["LedgerTableName"])["Table"]
     assert ledger["TableArn"] == outputs["LedgerTableArn"]
-    assert [i["IndexName"] for i in ledger["GlobalSecondaryIndexes"]] == ["by_status"]
+    assert [i["IndexName"] for i in ledger["GlobalSecondaryIndexes"]] == [
+        "by_status",
+        "by_provider_message",
+    ]
     boto3.client("sns").get_topic_attributes(TopicArn=outputs["AlertsTopicArn"])
     bus = boto3.client("events").describe_event_bus(Name=outputs["EventBusName"])
     assert bus["Arn"] == outputs["EventBusArn"]
@@ -476,3 +495,89 @@ def test_stack_deploys_into_moto_with_readable_outputs(
             Rule=rule["Name"], EventBusName=outputs["EventBusName"]
         )["Targets"]
         assert [t["Arn"] for t in targets] == [outputs["FanOutFunctionArn"]]
+
+
+# ---------------------------------------------------------------- delivery policy
+
+
+def test_no_idempotency_table_remains_the_ledger_is_the_send_guard(case: Translated) -> None:
+    # Given the translated template
+    # Then there is no separate idempotency table, and no function is told of one
+    assert "IdempotencyTable" not in case.resources
+    for function in case.of_type("AWS::Lambda::Function").values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "IDEMPOTENCY_TABLE" not in variables
+
+
+def test_policy_state_table_has_a_ttl_and_the_sender_reads_it(case: Translated) -> None:
+    table = case.props("PolicyStateTable")
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert [k["AttributeName"] for k in table["KeySchema"]] == ["pk", "sk"]
+    variables = case.props("SenderFunction")["Environment"]["Variables"]
+    assert variables["POLICY_STATE_TABLE"] == {"Ref": "PolicyStateTable"}
+    assert variables["RATE_LIMIT_PER_MINUTE"] == {"Ref": "RateLimitPerMinute"}
+    assert variables["BREAKER_FAILURE_THRESHOLD"] == {"Ref": "BreakerFailureThreshold"}
+    assert variables["BREAKER_OPEN_SECONDS"] == {"Ref": "BreakerOpenSeconds"}
+    assert case.parameter("RateLimitPerMinute") == 100
+    assert case.parameter("BreakerFailureThreshold") == 5
+    assert case.parameter("BreakerOpenSeconds") == 60
+
+
+def test_sender_may_create_deferral_schedules_only_in_its_group_with_its_role(
+    case: Translated,
+) -> None:
+    # Given the sender's role statements
+    statements = case.role_statements("SenderFunction")
+    create = [s for s in statements if "scheduler:CreateSchedule" in actions_of(s)]
+    pass_role = [s for s in statements if "iam:PassRole" in actions_of(s)]
+    # Then it creates schedules in the deferral group only
+    assert len(create) == 1
+    assert "schedule/notifications-${Stage}-deferrals/*" in create[0]["Resource"]["Fn::Sub"]
+    assert case.props("DeferralScheduleGroup")["Name"] == {
+        "Fn::Sub": "notifications-${Stage}-deferrals"
+    }
+    # And passes the scheduler role, to Scheduler only
+    assert len(pass_role) == 1
+    assert pass_role[0]["Resource"] == {"Fn::GetAtt": ["DeferralSchedulerRole", "Arn"]}
+    assert pass_role[0]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+    }
+    variables = case.props("SenderFunction")["Environment"]["Variables"]
+    assert variables["SCHEDULER_ROLE_ARN"] == {"Fn::GetAtt": ["DeferralSchedulerRole", "Arn"]}
+
+
+def test_scheduler_role_is_assumed_by_scheduler_and_sends_to_the_channel_queues(
+    case: Translated,
+) -> None:
+    role = case.props("DeferralSchedulerRole")
+    trust = role["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "scheduler.amazonaws.com"}]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert [actions_of(s) for s in statements] == [["sqs:SendMessage"]]
+    assert {r["Fn::GetAtt"][0] for r in statements[0]["Resource"]} == CHANNEL_QUEUES
+
+
+def test_breaker_check_runs_every_minute_and_toggles_only_the_senders_mappings(
+    case: Translated,
+) -> None:
+    # Given the scheduled rules
+    scheduled = {
+        logical_id: rule["Properties"]
+        for logical_id, rule in case.of_type("AWS::Events::Rule").items()
+        if "ScheduleExpression" in rule["Properties"]
+    }
+    # Then one, every minute, targets the breaker check
+    assert [p["ScheduleExpression"] for p in scheduled.values()] == ["rate(1 minute)"]
+    targets = next(iter(scheduled.values()))["Targets"]
+    assert [t["Arn"] for t in targets] == [{"Fn::GetAtt": ["BreakerCheckFunction", "Arn"]}]
+    # And it may update mappings of the sender function only
+    toggles = [
+        s
+        for s in case.role_statements("BreakerCheckFunction")
+        if "lambda:UpdateEventSourceMapping" in actions_of(s)
+    ]
+    assert len(toggles) == 1
+    arns = toggles[0]["Condition"]["StringLike"]["lambda:FunctionArn"]
+    assert all("function:notifications-${Stage}-sender" in a["Fn::Sub"] for a in arns)
+    variables = case.props("BreakerCheckFunction")["Environment"]["Variables"]
+    assert variables["SENDER_FUNCTION_NAME"] == {"Fn::Sub": "notifications-${Stage}-sender"}

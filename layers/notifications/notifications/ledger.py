@@ -21,8 +21,7 @@ from notifications.aws import resource
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested, NotificationStatus, utc_iso
 
-# An operator removed a dead letter's payload; the record stays as the audit entry.
-PURGED = "PURGED"
+PURGED = NotificationStatus.PURGED.value
 
 # Ledger items expire (DynamoDB TTL) this long after their last change.
 RETENTION = timedelta(days=400)
@@ -209,20 +208,97 @@ class DynamoLedger:
     def record_sent(
         self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime
     ) -> None:
+        values: dict[str, Any] = {
+            ":sent": NotificationStatus.SENT.value,
+            ":now": utc_iso(now),
+            ":lat": latency_ms,
+        }
+        provider_id = ""
+        if provider_message_id:  # the index on it is sparse: only real ids are written
+            values[":pmid"] = provider_message_id
+            provider_id = ", provider_message_id = :pmid"
         self._table().update_item(
             Key={"notification_id": notification_id},
             UpdateExpression=(
-                "SET #s = :sent, updated_at = :now, latency_ms = :lat, provider_message_id = :pmid "
+                f"SET #s = :sent, updated_at = :now, latency_ms = :lat{provider_id} "
                 "REMOVE lease_until, next_attempt_at"
             ),
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":sent": NotificationStatus.SENT.value,
-                ":now": utc_iso(now),
-                ":lat": latency_ms,
-                ":pmid": provider_message_id or "-",
-            },
+            ExpressionAttributeValues=values,
         )
+
+    def record_deferred(
+        self, request: NotificationRequested, reason: str, until: datetime, now: datetime
+    ) -> bool:
+        """DEFERRED until ``until`` (quiet hours, rate limit, open circuit), appending to the
+        record's ``deferrals``, which stay after SENT; False when it is SENT already."""
+        try:
+            response = self._table().update_item(
+                Key={"notification_id": request.notification_id},
+                UpdateExpression=(
+                    "SET #s = :deferred, deferred_reason = :reason, deferred_until = :until, "
+                    "updated_at = :now, deferrals = list_append(if_not_exists(deferrals, :none), "
+                    ":entry) REMOVE lease_until"
+                ),
+                ConditionExpression="attribute_not_exists(notification_id) OR #s <> :sent",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":deferred": NotificationStatus.DEFERRED.value,
+                    ":sent": NotificationStatus.SENT.value,
+                    ":reason": reason,
+                    ":until": utc_iso(until),
+                    ":now": utc_iso(now),
+                    ":none": [],
+                    ":entry": [{"reason": reason, "until": utc_iso(until), "at": utc_iso(now)}],
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        if "created_at" not in response["Attributes"]:
+            self._describe(request, now)
+        return True
+
+    def record_delivery_status(
+        self, notification_id: str, delivery_status: str, detail: str, now: datetime
+    ) -> dict[str, Any] | None:
+        """Provider feedback on a sent notification; returns the record, None if unknown."""
+        try:
+            response = self._table().update_item(
+                Key={"notification_id": notification_id},
+                UpdateExpression=(
+                    "SET delivery_status = :ds, delivery_detail = :dd, delivery_status_at = :now"
+                ),
+                ConditionExpression="attribute_exists(notification_id)",
+                ExpressionAttributeValues={
+                    ":ds": delivery_status,
+                    ":dd": detail[:300],
+                    ":now": utc_iso(now),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return {k: _plain(v) for k, v in response["Attributes"].items()}
+
+    def find_by_provider_message_id(self, provider_message_id: str) -> str | None:
+        """The notification a provider's message id belongs to (index ``by_provider_message``)."""
+        if not provider_message_id:
+            return None
+        items = (
+            self._table()
+            .query(
+                IndexName="by_provider_message",
+                KeyConditionExpression="provider_message_id = :id",
+                ExpressionAttributeValues={":id": provider_message_id},
+            )
+            .get("Items", [])
+        )
+        return str(items[0]["notification_id"]) if items else None
 
     def record_retrying(
         self, notification_id: str, failure: FailureRecord, next_attempt_at: datetime

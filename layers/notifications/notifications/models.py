@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -100,6 +101,28 @@ class AttachmentRef(BaseModel):
     content_type: str = "application/octet-stream"
 
 
+class QuietHours(BaseModel):
+    """A daily quiet period in the user's own time zone; it may wrap past midnight.
+
+    ``start`` is inside the period, ``end`` is not. ``start == end`` means no quiet period.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: time
+    end: time
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+
 class NotificationRequested(BaseModel):
     """One notification for one recipient on one channel: the body of a channel queue message."""
 
@@ -121,6 +144,10 @@ class NotificationRequested(BaseModel):
     attachments: tuple[AttachmentRef, ...] = ()
     # Redrives start a fresh attempt budget but keep the id, so idempotency still holds.
     redrive_count: int = Field(default=0, ge=0)
+    # Set by routing from the user's preferences and the route, so the sender never reads the
+    # preferences table per message. A critical notification ignores quiet hours.
+    quiet_hours: QuietHours | None = None
+    critical: bool = False
 
     @field_validator("notification_id")
     @classmethod
@@ -144,6 +171,7 @@ class NotificationStatus(StrEnum):
     SUPPRESSED = "SUPPRESSED"
     DEAD_LETTERED = "DEAD_LETTERED"
     REDRIVEN = "REDRIVEN"
+    PURGED = "PURGED"  # an operator dropped a dead letter; the record is the audit entry
 
 
 DeliveryOutcome = Literal["sent", "duplicate", "retry", "dead_lettered", "deferred"]

@@ -18,7 +18,15 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-COUNT_METRICS = ("Sent", "Failed", "Retried", "DeadLettered", "Deferred", "Suppressed")
+COUNT_METRICS = (
+    "Sent",
+    "Failed",
+    "Retried",
+    "DeadLettered",
+    "Deferred",
+    "Suppressed",
+    "CircuitOpened",
+)
 
 
 class ChannelMetrics:

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import time
+from collections.abc import Mapping
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from notifications.aws import resource
-from notifications.models import Channel
+from notifications.models import Channel, QuietHours
 
-
-class QuietHours(BaseModel):
-    """A daily quiet period in the user's own time zone; it may wrap past midnight."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    start: time
-    end: time
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
+__all__ = ["DynamoPreferencesStore", "Preferences", "PreferencesStore", "QuietHours"]
 
 
 class Preferences(BaseModel):
@@ -68,6 +50,14 @@ class PreferencesStore(Protocol):
     def put(self, preferences: Preferences) -> None: ...
 
 
+def updated(current: Preferences | None, user_id: str, changes: Mapping[str, Any]) -> Preferences:
+    """``current`` (or empty preferences for ``user_id``) with ``changes`` applied and the
+    result validated as a whole, so a bad value (an unknown time zone, a bad channel) fails
+    with pydantic's message and nothing is written."""
+    base = current.model_dump() if current is not None else {"user_id": user_id}
+    return Preferences.model_validate({**base, **changes, "user_id": user_id})
+
+
 class DynamoPreferencesStore:
     """Preferences as one item per user, keyed by ``user_id``."""
 
@@ -84,6 +74,46 @@ class DynamoPreferencesStore:
     def put(self, preferences: Preferences) -> None:
         self._table().put_item(
             Item={"user_id": preferences.user_id, "document": preferences.model_dump_json()}
+        )
+
+    def delete(self, user_id: str) -> bool:
+        """Remove a user's preferences; False when there were none."""
+        response = self._table().delete_item(Key={"user_id": user_id}, ReturnValues="ALL_OLD")
+        return "Attributes" in response
+
+    def update(self, user_id: str, changes: Mapping[str, Any]) -> Preferences:
+        """Read, apply ``changes`` (field name -> new value), validate, write; returns the new
+        preferences. Creates them when the user has none. Last writer wins: this is the
+        operator CLI's path, not a per-message one."""
+        new = updated(self.get(user_id), user_id, changes)
+        self.put(new)
+        return new
+
+    def set_quiet_hours(self, user_id: str, quiet_hours: QuietHours | None) -> Preferences:
+        return self.update(user_id, {"quiet_hours": quiet_hours})
+
+    def opt_out(
+        self, user_id: str, channel: Channel | None = None, category: str | None = None
+    ) -> Preferences:
+        return self._opt(user_id, channel, category, add=True)
+
+    def opt_in(
+        self, user_id: str, channel: Channel | None = None, category: str | None = None
+    ) -> Preferences:
+        return self._opt(user_id, channel, category, add=False)
+
+    def _opt(
+        self, user_id: str, channel: Channel | None, category: str | None, add: bool
+    ) -> Preferences:
+        current = self.get(user_id) or Preferences(user_id=user_id)
+        channels = set(current.opted_out_channels)
+        categories = set(current.opted_out_categories)
+        if channel is not None:
+            channels = channels | {channel} if add else channels - {channel}
+        if category is not None:
+            categories = categories | {category} if add else categories - {category}
+        return self.update(
+            user_id, {"opted_out_channels": channels, "opted_out_categories": categories}
         )
 
     def remove_push_endpoint(self, user_id: str, endpoint_arn: str) -> bool:

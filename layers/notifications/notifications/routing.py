@@ -94,6 +94,8 @@ def plan_notifications(
             correlation_id=envelope.id,
             occurred_at=envelope.time,
             requested_at=now,
+            quiet_hours=preferences.quiet_hours if preferences else None,
+            critical=route.critical,
         )
 
     planned: list[PlannedNotification] = []

@@ -1,24 +1,37 @@
-"""The sender: delivers one channel queue batch, with backoff by visibility timeout.
+"""The sender: delivers one channel queue batch through the delivery pipeline.
 
-For each SQS record, on attempt n (``ApproximateReceiveCount``):
-- parse it; a malformed body is dead-lettered at once with its reason;
-- claim it in the ledger (a notification already SENT is acknowledged without sending, one
-  another invocation is sending right now is retried after that lease);
-- render and send through the channel's provider;
-- success: ledger SENT, Sent and DeliveryLatency metrics;
-- retryable failure before the last attempt: ledger RETRYING, visibility pushed out to
-  ``delay(n)``, the item reported failed so SQS keeps it;
-- retryable failure on the last attempt, or a permanent failure: sent to NotificationsDLQ with
-  the reason as message attributes, and deleted from the source queue.
+Each SQS record goes through small stages, in order; the sender only wires them:
+
+1. parse: a malformed body is dead-lettered at once with its reason;
+2. validate recipient: an address the channel can never reach is dead-lettered at once;
+3. quiet hours (``quiet_hours.py``): inside the user's quiet period, deferred to its end;
+4. rate limit (``rate_limit.py``): over the per-user, per-channel limit, deferred to the next
+   window;
+5. circuit breaker (``circuit_breaker.py``): while the channel's breaker is open, deferred to
+   its reopen time; at half-open one trial goes through;
+6. idempotent send: the ledger claim (``begin_attempt``, one conditional write with a lease)
+   refuses a notification already SENT or being sent elsewhere, and counts real attempts;
+   then render and send through the channel's provider;
+7. track: SENT with Sent and DeliveryLatency metrics; a retryable failure is RETRYING with
+   visibility backoff (or, when it opened the breaker, put back until the reopen time); a
+   permanent failure, or a retryable one on the last attempt, goes to NotificationsDLQ.
+
+A deferral (``deferral.py``) puts the same body back on the queue and acknowledges the
+original, so it consumes no attempt. Attempt n is the ledger's count of real provider
+attempts, not ``ApproximateReceiveCount`` (a deferred message is a new message); SQS
+``maxReceiveCount`` stays as the backstop for crashes. No notification gets more than
+``max_attempts`` provider attempts in total.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -29,12 +42,16 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from notifications.channels.base import ChannelProvider
+from notifications.circuit_breaker import CircuitBreaker, EventSourceMappings, Permit
+from notifications.deferral import Deferrer, Destination
 from notifications.errors import NotificationError, PermanentError, RetryableError
 from notifications.ledger import Claim, FailureRecord, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import Channel, NotificationRequested
 from notifications.observability import ChannelMetrics, logger
 from notifications.queues import DeadLetter, NotificationQueues, queue_name
+from notifications.quiet_hours import QuietHoursPolicy
+from notifications.rate_limit import RateLimiter
 from notifications.retry import RetryConfig
 from notifications.settings import SenderSettings
 from notifications.templates import TemplateRenderer
@@ -42,16 +59,52 @@ from notifications.templates import TemplateRenderer
 # A claim on a notification outlives the invocation by this much before another may take it.
 LEASE_MARGIN = timedelta(seconds=5)
 DEFAULT_LEASE = timedelta(seconds=30)
+ALLOWED = Permit(True)
+INJECTED_FAULT = "injected_fault"
 
 
-class RetryScheduled(Exception):  # noqa: N818 - a signal to the batch processor, not an error
+class RetryScheduled(Exception):
     """Raised for a record whose visibility was pushed out: the batch reports it failed."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # sent | duplicate | retry | dead_lettered | in_progress
+    status: str  # sent | duplicate | retry | dead_lettered | in_progress | deferred
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicyStages:
+    """The optional stages between parsing and sending; None switches one off."""
+
+    quiet_hours: QuietHoursPolicy | None = None
+    rate_limiter: RateLimiter | None = None
+    breaker: CircuitBreaker | None = None
+    deferrer: Deferrer | None = None
+    mappings: EventSourceMappings | None = None
+
+
+def validate_recipient(request: NotificationRequested) -> None:
+    """Raise ``PermanentError`` for a recipient the channel can never reach."""
+    if request.channel is Channel.EMAIL:
+        from notifications.channels.email import validate_recipient as valid_email
+
+        valid_email(request.recipient)
+    elif request.channel is Channel.SMS:
+        from notifications.channels.sms import validate_phone
+
+        validate_phone(request.recipient)
+    elif request.channel is Channel.PUSH:
+        from notifications.channels.push import platform_of
+
+        platform_of(request.recipient)
+
+
+ENDPOINT_DISABLED = "endpoint_disabled"
+
+
+class StaleEndpoints(Protocol):
+    def remove_push_endpoint(self, user_id: str, endpoint_arn: str) -> bool: ...
 
 
 class Sender:
@@ -65,8 +118,11 @@ class Sender:
         queue_urls: Mapping[str, str],
         dlq_url: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stages: PolicyStages | None = None,
+        stale_endpoints: StaleEndpoints | None = None,
     ) -> None:
         self.providers = providers
+        self.stale_endpoints = stale_endpoints
         self.renderer = renderer
         self.ledger = ledger
         self.queues = queues
@@ -74,6 +130,7 @@ class Sender:
         self.queue_urls = queue_urls  # queue name -> URL
         self.dlq_url = dlq_url
         self.clock = clock
+        self.stages = stages or PolicyStages()
         self._metrics = ChannelMetrics()
         self._lease = DEFAULT_LEASE
 
@@ -84,14 +141,14 @@ class Sender:
         )
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         try:
-            return process_partial_response(
+            response = process_partial_response(
                 event=event, record_handler=self.handle_record, processor=processor, context=context
             )
+            return dict(response)
         finally:
             self._metrics.flush()
 
     def handle_record(self, record: SQSRecord) -> Outcome:
-        attempt = int(record.attributes.approximate_receive_count or 1)
         source_url = self.queue_urls.get(queue_name(record.event_source_arn), "")
         try:
             request = NotificationRequested.model_validate_json(record.body)
@@ -101,14 +158,42 @@ class Sender:
                 for e in exc.errors(include_url=False, include_input=False)
             )
             error = PermanentError("malformed_message", problems[:1000])
+            attempt = int(record.attributes.approximate_receive_count or 1)
             self._dead_letter(record, None, error, "permanent", attempt, source_url)
             return Outcome("dead_lettered", error.reason)
-        return self.deliver(record, request, attempt, source_url)
+        return self.deliver(record, request, source_url)
 
     def deliver(
-        self, record: SQSRecord, request: NotificationRequested, attempt: int, source_url: str
+        self, record: SQSRecord, request: NotificationRequested, source_url: str
     ) -> Outcome:
         now = self.clock()
+        destination = Destination(source_url, record.event_source_arn)
+        stages = self.stages
+        try:
+            validate_recipient(request)
+        except PermanentError as exc:
+            self._dead_letter(record, request, exc, "permanent", 0, source_url)
+            self._metrics.count("Failed", request.channel.value)
+            return Outcome("dead_lettered", exc.reason)
+
+        if stages.quiet_hours is not None:
+            until = stages.quiet_hours.deferral(request, now)
+            if until is not None:
+                return self._defer(record, request, destination, until, "quiet_hours", now)
+        if stages.rate_limiter is not None:
+            decision = stages.rate_limiter.acquire(request, now)
+            if not decision.allowed and decision.retry_at is not None:
+                return self._defer(
+                    record, request, destination, decision.retry_at, "rate_limited", now
+                )
+        permit = ALLOWED
+        if stages.breaker is not None:
+            permit = stages.breaker.permit(request.channel, now, self._lease)
+            if not permit.allowed and permit.retry_at is not None:
+                return self._defer(
+                    record, request, destination, permit.retry_at, "circuit_open", now
+                )
+
         claim = self.ledger.begin_attempt(request, lease_until=now + self._lease, now=now)
         if claim.outcome is Claim.ALREADY_SENT:
             logger.info("duplicate delivery skipped", extra=_log_ids(request))
@@ -119,6 +204,14 @@ class Sender:
                 source_url, record.receipt_handle, self.retry.visibility_timeout(1, wait)
             )
             raise RetryScheduled(f"notification {request.notification_id} is being sent elsewhere")
+        attempt = claim.attempts
+        if attempt > self.retry.max_attempts:
+            # Attempts were used up by sends that crashed before recording their outcome.
+            exhausted = PermanentError(
+                "attempts_exhausted",
+                f"{attempt - 1} attempts made, limit {self.retry.max_attempts}",
+            )
+            return self._give_up(record, request, exhausted, "exhausted", attempt - 1, source_url)
 
         try:
             message = self.renderer.render(request)
@@ -126,21 +219,48 @@ class Sender:
         except PermanentError as exc:
             return self._give_up(record, request, exc, "permanent", attempt, source_url)
         except RetryableError as exc:
-            return self._retry_or_give_up(record, request, exc, attempt, source_url)
+            return self._retry_or_give_up(record, request, exc, attempt, destination, permit)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is treated as transient
             logger.exception("unexpected send failure", extra=_log_ids(request))
             error = RetryableError("unexpected_error", f"{type(exc).__name__}: {exc}")
-            return self._retry_or_give_up(record, request, error, attempt, source_url)
+            return self._retry_or_give_up(record, request, error, attempt, destination, permit)
 
         sent_at = self.clock()
         latency_ms = max(int((sent_at - request.occurred_at).total_seconds() * 1000), 0)
         self.ledger.record_sent(
             request.notification_id, receipt.provider_message_id, latency_ms, sent_at
         )
+        if stages.breaker is not None:
+            stages.breaker.record_success(request.channel, permit)
         self._metrics.count("Sent", request.channel.value)
         self._metrics.latency(request.channel.value, latency_ms)
         logger.info("notification sent", extra={**_log_ids(request), "attempt": attempt})
         return Outcome("sent")
+
+    def _defer(
+        self,
+        record: SQSRecord,
+        request: NotificationRequested,
+        destination: Destination,
+        until: datetime,
+        reason: str,
+        now: datetime,
+    ) -> Outcome:
+        if self.stages.deferrer is None:
+            raise RuntimeError("a policy stage deferred a notification but no deferrer is wired")
+        if not self.stages.deferrer.defer(request, record.body, destination, until, reason, now):
+            logger.info("duplicate delivery skipped", extra=_log_ids(request))
+            return Outcome("duplicate")
+        self._metrics.count("Deferred", request.channel.value)
+        logger.info(
+            "notification deferred",
+            extra={
+                **_log_ids(request),
+                "reason": reason,
+                "delay_s": round((until - now).total_seconds(), 3),
+            },
+        )
+        return Outcome("deferred", reason)
 
     def _retry_or_give_up(
         self,
@@ -148,18 +268,36 @@ class Sender:
         request: NotificationRequested,
         error: RetryableError,
         attempt: int,
-        source_url: str,
+        destination: Destination,
+        permit: Permit,
     ) -> Outcome:
-        if self.retry.is_last_attempt(attempt):
-            return self._give_up(record, request, error, "exhausted", attempt, source_url)
-        visibility = self.retry.visibility_timeout(attempt, error.retry_after)
         now = self.clock()
+        trip = None
+        # FAILURE_RATE's injected faults model independent failures of single sends (to
+        # exercise backoff and the DLQ), not a provider outage: they do not move the breaker.
+        if self.stages.breaker is not None and error.reason != INJECTED_FAULT:
+            trip = self.stages.breaker.record_failure(request.channel, permit, now)
+            if trip is not None and trip.opened_now:
+                self._metrics.count("CircuitOpened", request.channel.value)
+                self._stop_polling(request, record.event_source_arn, trip.open_until)
+        if self.retry.is_last_attempt(attempt):
+            return self._give_up(
+                record, request, error, "exhausted", attempt, destination.queue_url
+            )
+        if trip is not None and self.stages.deferrer is not None:
+            # The channel is down: wait for the reopen time at the back of the queue (charged
+            # this attempt, but not the ones the outage would otherwise burn).
+            next_at = trip.open_until
+            delay = f"until {next_at.isoformat()}"
+        else:
+            visibility = self.retry.visibility_timeout(attempt, error.retry_after)
+            next_at = now + timedelta(seconds=visibility)
+            delay = f"in {visibility}s"
         self.ledger.record_retrying(
             request.notification_id,
             FailureRecord(error.reason, error.message, now),
-            next_attempt_at=now + timedelta(seconds=visibility),
+            next_attempt_at=next_at,
         )
-        self.queues.delay_visibility(source_url, record.receipt_handle, visibility)
         self._metrics.count("Failed", request.channel.value)
         self._metrics.count("Retried", request.channel.value)
         logger.warning(
@@ -168,10 +306,28 @@ class Sender:
                 **_log_ids(request),
                 "attempt": attempt,
                 "reason": error.reason,
-                "delay_s": visibility,
+                "delay_s": round((next_at - now).total_seconds(), 3),
             },
         )
-        raise RetryScheduled(f"{error.reason}: retry in {visibility}s")
+        if trip is not None and self.stages.deferrer is not None:
+            self.stages.deferrer.put_back(request, record.body, destination, next_at, now)
+            return Outcome("retry", error.reason)
+        self.queues.delay_visibility(destination.queue_url, record.receipt_handle, visibility)
+        raise RetryScheduled(f"{error.reason}: retry {delay}")
+
+    def _stop_polling(
+        self, request: NotificationRequested, queue_arn: str, until: datetime
+    ) -> None:
+        logger.warning(
+            "circuit breaker opened",
+            extra={"channel": request.channel.value, "open_until": until.isoformat()},
+        )
+        if self.stages.mappings is None:
+            return
+        try:
+            self.stages.mappings.set_enabled(queue_arn, False)
+        except Exception:  # noqa: BLE001 - the breaker check switches it off on its next run
+            logger.exception("could not disable the event source mapping", extra=_log_ids(request))
 
     def _give_up(
         self,
@@ -187,6 +343,13 @@ class Sender:
         )
         self._dead_letter(record, request, error, failure_class, attempt, source_url)
         self._metrics.count("Failed", request.channel.value)
+        if (
+            error.reason == ENDPOINT_DISABLED
+            and request.user_id
+            and self.stale_endpoints is not None
+        ):
+            # A disabled or deleted push endpoint never comes back: stop routing to it.
+            self.stale_endpoints.remove_push_endpoint(request.user_id, request.recipient)
         return Outcome("dead_lettered", error.reason)
 
     def _dead_letter(
@@ -243,19 +406,26 @@ def build_providers(settings: SenderSettings) -> dict[Channel, ChannelProvider]:
     providers: dict[Channel, ChannelProvider] = {
         Channel.EMAIL: SesEmailProvider(
             sender=settings.sender_email,
+            configuration_set=settings.ses_configuration_set,
             attachments=S3AttachmentStore() if settings.attachments_bucket else None,
+            unsubscribe_url=settings.unsubscribe_url,
         ),
-        Channel.SMS: SnsSmsProvider(),
+        Channel.SMS: SnsSmsProvider(
+            sms_type=settings.sms_type,
+            sender_id=settings.sms_sender_id,
+            max_segments=settings.sms_max_segments,
+        ),
         Channel.PUSH: SnsPushProvider(),
         Channel.WEBHOOK: WebhookProvider(
             DynamoSubscriptionStore(settings.webhook_subscriptions_table),
-            SecretsManagerSigningKeys(settings.webhook_secret_prefix),
+            # Wall-clock expiry (not monotonic) so a controlled clock in tests ages it too.
+            SecretsManagerSigningKeys(settings.webhook_secret_prefix, monotonic=time.time),
             timeout=settings.webhook_timeout_seconds,
             allow_loopback=settings.webhook_allow_loopback,
         ),
     }
     if settings.failure_rate > 0:
-        rng = random.Random(settings.failure_seed)  # noqa: S311 - fault injection, not crypto
+        rng = random.Random(settings.failure_seed)
         providers = {
             channel: FaultInjectingProvider(provider, settings.failure_rate, rng)
             for channel, provider in providers.items()
@@ -263,9 +433,38 @@ def build_providers(settings: SenderSettings) -> dict[Channel, ChannelProvider]:
     return providers
 
 
+def build_stages(settings: SenderSettings, function_name: str | None) -> PolicyStages:
+    """The policy stages from settings; rate limit and breaker need the policy state table."""
+    from notifications.circuit_breaker import DynamoBreakerStore, LambdaEventSourceMappings
+    from notifications.deferral import SqsSchedulerRequeue
+    from notifications.ledger import DynamoLedger
+    from notifications.rate_limit import DynamoCounterStore
+
+    deferrer = Deferrer(
+        SqsSchedulerRequeue(settings.schedule_group, settings.scheduler_role_arn),
+        DynamoLedger(settings.ledger_table),
+    )
+    table = settings.policy_state_table
+    if table is None:
+        logger.warning("POLICY_STATE_TABLE not set: rate limit and circuit breaker are off")
+        return PolicyStages(quiet_hours=QuietHoursPolicy(), deferrer=deferrer)
+    return PolicyStages(
+        quiet_hours=QuietHoursPolicy(),
+        rate_limiter=RateLimiter(DynamoCounterStore(table), settings.rate_limit_per_minute),
+        breaker=CircuitBreaker(
+            DynamoBreakerStore(table),
+            settings.breaker_failure_threshold,
+            settings.breaker_open_seconds,
+        ),
+        deferrer=deferrer,
+        mappings=LambdaEventSourceMappings(function_name) if function_name else None,
+    )
+
+
 def build_sender(settings: SenderSettings | None = None) -> Sender:
     """Wire the sender from the environment, once per cold start."""
     from notifications.ledger import DynamoLedger
+    from notifications.preferences import DynamoPreferencesStore
     from notifications.queues import SqsQueues, urls_by_name
 
     settings = settings or SenderSettings.from_env()
@@ -284,4 +483,6 @@ def build_sender(settings: SenderSettings | None = None) -> Sender:
         ),
         queue_urls=urls_by_name(channel_urls),
         dlq_url=settings.notifications_dlq_url,
+        stages=build_stages(settings, os.environ.get("AWS_LAMBDA_FUNCTION_NAME")),
+        stale_endpoints=DynamoPreferencesStore(settings.preferences_table),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -79,8 +79,11 @@ class FanOutSettings(BaseSettings, QueueSettings):
 class SenderSettings(BaseSettings, QueueSettings):
     preferences_table: str
     webhook_subscriptions_table: str
-    idempotency_table: str | None = None
+    # Rate-limit counters and breaker state; without it those two stages are off.
     policy_state_table: str | None = None
+    # Deferrals beyond 15 minutes: EventBridge Scheduler group and the role it sends with.
+    schedule_group: str | None = None
+    scheduler_role_arn: str | None = None
     attachments_bucket: str | None = None
     sender_email: str
     max_attempts: int = Field(default=3, ge=1, le=1000)
@@ -94,7 +97,12 @@ class SenderSettings(BaseSettings, QueueSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=60.0, gt=0)
     webhook_allow_loopback: bool = False
-    webhook_secret_prefix: str = "notifications/dev/webhooks/"
+    ses_configuration_set: str | None = None
+    unsubscribe_url: str | None = None
+    sms_type: Literal["Transactional", "Promotional"] = "Transactional"
+    sms_sender_id: str | None = None
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
+    webhook_secret_prefix: str = "notifications/dev/webhooks/"  # noqa: S105 - a name prefix
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
 
     @field_validator("backoff_jitter", "webhook_allow_loopback", mode="before")
@@ -105,5 +113,14 @@ class SenderSettings(BaseSettings, QueueSettings):
         return value
 
 
+class BreakerCheckSettings(BaseSettings, QueueSettings):
+    policy_state_table: str
+    sender_function_name: str
+
+
 class AlarmSettings(BaseSettings):
     alerts_topic_arn: str
+
+
+class FeedbackSettings(BaseSettings):
+    preferences_table: str

@@ -1,0 +1,342 @@
+"""Per-channel circuit breaker, shared by every sender instance through DynamoDB.
+
+State lives in one item per channel of the policy state table (``pk = "breaker"``,
+``sk = <channel>``): ``state`` (closed | open), ``failures`` (consecutive retryable provider
+failures), ``open_until``, ``trial_until`` and ``mapping_disabled``.
+
+- closed: send. Each retryable failure adds one to ``failures``; a success resets it (one
+  write, only when it was not already zero). At ``threshold`` the breaker opens.
+- open, before ``open_until``: do not send; the message is deferred to ``open_until``, not
+  charged an attempt. The instance that opened it disables the channel's event source mapping,
+  so queued messages wait in the queue.
+- half-open (open, ``open_until`` passed): the breaker check (every minute) re-enables the
+  mapping; the first message to win a conditional write on ``trial_until`` is the trial, the
+  others wait for it. A trial success closes the breaker; a trial failure reopens it.
+
+Permanent failures (an invalid number, a 4xx) mean the provider answered: they do not count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from notifications.aws import client, resource
+from notifications.models import Channel
+
+BREAKER_KEY = "breaker"
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+
+
+@dataclass(frozen=True)
+class BreakerRecord:
+    state: BreakerState = BreakerState.CLOSED
+    failures: int = 0
+    open_until: datetime | None = None
+    trial_until: datetime | None = None
+    mapping_disabled: bool = False
+
+    def is_open(self, now: datetime) -> bool:
+        """Open and not yet due for a trial."""
+        return (
+            self.state is BreakerState.OPEN
+            and self.open_until is not None
+            and now < self.open_until
+        )
+
+
+@dataclass(frozen=True)
+class Permit:
+    allowed: bool
+    retry_at: datetime | None = None  # when not allowed
+    trial: bool = False  # this send decides whether the breaker closes
+    failures_seen: int = 0
+
+
+@dataclass(frozen=True)
+class Trip:
+    """After a failure the breaker is open until ``open_until``; ``opened_now`` when this
+    failure is the one that opened it (its sender then stops the channel's polling)."""
+
+    open_until: datetime
+    opened_now: bool
+
+
+class BreakerStore(Protocol):
+    def read(self, channel: Channel) -> BreakerRecord: ...
+    def claim_trial(self, channel: Channel, now: datetime, until: datetime) -> bool: ...
+    def add_failure(self, channel: Channel) -> BreakerRecord: ...
+    def open(self, channel: Channel, until: datetime, now: datetime, from_trial: bool) -> bool: ...
+    def close(self, channel: Channel) -> None: ...
+    def set_mapping_disabled(self, channel: Channel, disabled: bool) -> None: ...
+
+
+class CircuitBreaker:
+    """Stage of the sender."""
+
+    reason = "circuit_open"
+
+    def __init__(self, store: BreakerStore, threshold: int, open_seconds: float) -> None:
+        if threshold < 1 or open_seconds <= 0:
+            raise ValueError("threshold and open_seconds must be positive")
+        self.store = store
+        self.threshold = threshold
+        self.open_for = timedelta(seconds=open_seconds)
+
+    def permit(self, channel: Channel, now: datetime, trial_lease: timedelta) -> Permit:
+        record = self.store.read(channel)
+        if record.state is BreakerState.CLOSED:
+            return Permit(True, failures_seen=record.failures)
+        if record.is_open(now):
+            return Permit(False, retry_at=record.open_until)
+        if self.store.claim_trial(channel, now, now + trial_lease):
+            return Permit(True, trial=True, failures_seen=record.failures)
+        # Another instance is running the trial: wait for its outcome.
+        wait_until = record.trial_until if record.trial_until and record.trial_until > now else None
+        return Permit(False, retry_at=wait_until or now + timedelta(seconds=5))
+
+    def record_success(self, channel: Channel, permit: Permit) -> None:
+        if permit.trial or permit.failures_seen:
+            self.store.close(channel)
+
+    def record_failure(self, channel: Channel, permit: Permit, now: datetime) -> Trip | None:
+        until = now + self.open_for
+        if permit.trial:
+            self.store.open(channel, until, now, from_trial=True)
+            return Trip(until, opened_now=True)
+        record = self.store.add_failure(channel)
+        if record.state is BreakerState.OPEN and record.open_until is not None:
+            return Trip(record.open_until, opened_now=False)
+        if record.failures >= self.threshold:
+            if self.store.open(channel, until, now, from_trial=False):
+                return Trip(until, opened_now=True)
+            return Trip(self.store.read(channel).open_until or until, opened_now=False)
+        return None
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(float(value), tz=UTC) if value is not None else None
+
+
+def _record(item: dict[str, Any] | None) -> BreakerRecord:
+    if not item:
+        return BreakerRecord()
+    return BreakerRecord(
+        state=BreakerState(item.get("state", BreakerState.CLOSED.value)),
+        failures=int(item.get("failures", 0)),
+        open_until=_time(item.get("open_until")),
+        trial_until=_time(item.get("trial_until")),
+        mapping_disabled=bool(item.get("mapping_disabled", False)),
+    )
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+class DynamoBreakerStore:
+    """Breaker items in the policy state table. Times are epoch seconds (whole seconds; the
+    open period is rounded up by at most one second)."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def _table(self) -> Any:
+        return resource("dynamodb").Table(self.table_name)
+
+    def _key(self, channel: Channel) -> dict[str, str]:
+        return {"pk": BREAKER_KEY, "sk": channel.value}
+
+    def read(self, channel: Channel) -> BreakerRecord:
+        return _record(self._table().get_item(Key=self._key(channel)).get("Item"))
+
+    def _conditional(self, **kwargs: Any) -> dict[str, Any] | None:
+        try:
+            response: dict[str, Any] = self._table().update_item(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+        return response
+
+    def claim_trial(self, channel: Channel, now: datetime, until: datetime) -> bool:
+        return (
+            self._conditional(
+                Key=self._key(channel),
+                UpdateExpression="SET trial_until = :until",
+                ConditionExpression=(
+                    "#s = :open AND open_until <= :now AND "
+                    "(attribute_not_exists(trial_until) OR trial_until < :now)"
+                ),
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={
+                    ":open": BreakerState.OPEN.value,
+                    ":now": Decimal(str(round(now.timestamp(), 3))),
+                    ":until": _epoch(until) + 1,
+                },
+            )
+            is not None
+        )
+
+    def add_failure(self, channel: Channel) -> BreakerRecord:
+        response = self._table().update_item(
+            Key=self._key(channel),
+            UpdateExpression="ADD failures :one SET #s = if_not_exists(#s, :closed)",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":one": 1, ":closed": BreakerState.CLOSED.value},
+            ReturnValues="ALL_NEW",
+        )
+        return _record(response.get("Attributes"))
+
+    def open(self, channel: Channel, until: datetime, now: datetime, from_trial: bool) -> bool:
+        values: dict[str, Any] = {
+            ":open": BreakerState.OPEN.value,
+            ":until": _epoch(until) + 1,
+            ":yes": True,
+        }
+        condition = "attribute_not_exists(#s) OR #s <> :open"
+        if from_trial:
+            condition = "#s = :open"
+        return (
+            self._conditional(
+                Key=self._key(channel),
+                UpdateExpression=(
+                    "SET #s = :open, open_until = :until, mapping_disabled = :yes "
+                    "REMOVE trial_until"
+                ),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues=values,
+            )
+            is not None
+        )
+
+    def close(self, channel: Channel) -> None:
+        self._table().update_item(
+            Key=self._key(channel),
+            UpdateExpression="SET #s = :closed, failures = :zero REMOVE open_until, trial_until",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={":closed": BreakerState.CLOSED.value, ":zero": 0},
+        )
+
+    def set_mapping_disabled(self, channel: Channel, disabled: bool) -> None:
+        self._table().update_item(
+            Key=self._key(channel),
+            UpdateExpression="SET mapping_disabled = :flag",
+            ExpressionAttributeValues={":flag": disabled},
+        )
+
+
+# -- polling on and off ----------------------------------------------------------------------
+
+
+class EventSourceMappings(Protocol):
+    """The sender function's event source mappings, by queue ARN."""
+
+    def queue_arns(self) -> list[str]: ...
+    def is_enabled(self, queue_arn: str) -> bool: ...
+    def set_enabled(self, queue_arn: str, enabled: bool) -> None: ...
+
+
+class LambdaEventSourceMappings:
+    """Lambda API adapter; mapping UUIDs are looked up once per process."""
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self._uuids: dict[str, str] | None = None
+
+    def _mappings(self) -> dict[str, str]:
+        if self._uuids is None:
+            uuids: dict[str, str] = {}
+            kwargs: dict[str, Any] = {"FunctionName": self.function_name}
+            while True:
+                page = client("lambda").list_event_source_mappings(**kwargs)
+                for mapping in page.get("EventSourceMappings", []):
+                    uuids[mapping["EventSourceArn"]] = mapping["UUID"]
+                if not page.get("NextMarker"):
+                    break
+                kwargs["Marker"] = page["NextMarker"]
+            self._uuids = uuids
+        return self._uuids
+
+    def queue_arns(self) -> list[str]:
+        return sorted(self._mappings())
+
+    def is_enabled(self, queue_arn: str) -> bool:
+        mapping = client("lambda").get_event_source_mapping(UUID=self._mappings()[queue_arn])
+        return mapping.get("State") not in ("Disabled", "Disabling")
+
+    def set_enabled(self, queue_arn: str, enabled: bool) -> None:
+        client("lambda").update_event_source_mapping(
+            UUID=self._mappings()[queue_arn], Enabled=enabled
+        )
+
+
+# -- the scheduled check ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    enabled: tuple[str, ...] = ()
+    disabled: tuple[str, ...] = ()
+
+
+class BreakerCheck:
+    """Runs every minute: makes each channel's mapping agree with its breaker.
+
+    Re-enables a mapping the breaker disabled once the breaker is due for a trial (half-open),
+    and disables one that should be off but is not (a sender that opened the breaker and then
+    failed to switch polling off). Mappings an operator disabled by hand are left alone: only
+    those flagged ``mapping_disabled`` by the breaker are ever re-enabled.
+    """
+
+    def __init__(
+        self,
+        store: BreakerStore,
+        mappings: EventSourceMappings,
+        queue_names: dict[Channel, str],
+    ) -> None:
+        self.store = store
+        self.mappings = mappings
+        self.queue_names = queue_names
+
+    def run(self, now: datetime) -> CheckResult:
+        enabled: list[str] = []
+        disabled: list[str] = []
+        by_name = {arn.rsplit(":", 1)[-1]: arn for arn in self.mappings.queue_arns()}
+        for channel, name in self.queue_names.items():
+            arn = by_name.get(name)
+            record = self.store.read(channel)
+            if arn is None or not record.mapping_disabled:
+                continue
+            if record.is_open(now):
+                if self.mappings.is_enabled(arn):
+                    self.mappings.set_enabled(arn, False)
+                    disabled.append(channel.value)
+                continue
+            self.mappings.set_enabled(arn, True)
+            self.store.set_mapping_disabled(channel, False)
+            enabled.append(channel.value)
+        return CheckResult(tuple(enabled), tuple(disabled))
+
+
+def build_breaker_check() -> BreakerCheck:
+    """Wire the breaker check from the environment, once per cold start."""
+    from notifications.queues import queue_name
+    from notifications.settings import BreakerCheckSettings
+
+    settings = BreakerCheckSettings.from_env()
+    return BreakerCheck(
+        DynamoBreakerStore(settings.policy_state_table),
+        LambdaEventSourceMappings(settings.sender_function_name),
+        {channel: queue_name(settings.queue_url(channel)) for channel in Channel},
+    )

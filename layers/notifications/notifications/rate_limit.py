@@ -1,0 +1,98 @@
+"""Per-user, per-channel rate limit: an atomic DynamoDB counter per fixed window.
+
+One item per (subject, channel, window) in the policy state table:
+``pk = "rate#<channel>#<subject>"``, ``sk = "<window start, epoch seconds>"``, ``count``, and
+``expires_at`` (DynamoDB TTL) a little after the window ends. Taking a slot is one conditional
+``UpdateItem`` (``ADD count 1`` if ``count < limit``), so concurrent senders share the limit
+exactly. Over the limit, the notification is deferred to the start of the next window.
+
+A fixed window lets a user get up to twice the limit across a window boundary; a sliding or
+token-bucket limit would need a read plus a write per message. The limit is there against
+spam, not as a precise quota, so the cheaper one wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from notifications.aws import resource
+from notifications.models import NotificationRequested
+
+# Counters outlive their window by this much before DynamoDB may delete them.
+COUNTER_RETENTION = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_at: datetime | None = None  # when not allowed: the next window's start
+
+
+class CounterStore(Protocol):
+    def increment_below(self, key: str, window: str, limit: int, expires_at: int) -> bool:
+        """Add one to the counter if it is below ``limit``; False when it is not."""
+        ...
+
+
+def rate_subject(request: NotificationRequested) -> str:
+    """Whom the limit applies to: the user, or (no user, e.g. a webhook subscription) a hash
+    of the recipient, so no address is stored in a key."""
+    if request.user_id:
+        return f"user:{request.user_id}"
+    return "recipient:" + hashlib.sha256(request.recipient.encode()).hexdigest()[:32]
+
+
+class RateLimiter:
+    """Stage of the sender: may this notification go out in the current window?"""
+
+    reason = "rate_limited"
+
+    def __init__(self, store: CounterStore, per_window: int, window_seconds: int = 60) -> None:
+        if per_window < 1 or window_seconds < 1:
+            raise ValueError("the limit and the window must be positive")
+        self.store = store
+        self.per_window = per_window
+        self.window_seconds = window_seconds
+
+    def window_start(self, now: datetime) -> datetime:
+        epoch = int(now.timestamp())
+        return datetime.fromtimestamp(epoch - epoch % self.window_seconds, tz=UTC)
+
+    def acquire(self, request: NotificationRequested, now: datetime) -> RateDecision:
+        start = self.window_start(now)
+        end = start + timedelta(seconds=self.window_seconds)
+        key = f"rate#{request.channel.value}#{rate_subject(request)}"
+        expires = int((end + COUNTER_RETENTION).timestamp())
+        if self.store.increment_below(key, str(int(start.timestamp())), self.per_window, expires):
+            return RateDecision(True)
+        return RateDecision(False, retry_at=end)
+
+
+class DynamoCounterStore:
+    """Counters in the policy state table (``pk``, ``sk``, TTL ``expires_at``)."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def _table(self) -> Any:
+        return resource("dynamodb").Table(self.table_name)
+
+    def increment_below(self, key: str, window: str, limit: int, expires_at: int) -> bool:
+        try:
+            self._table().update_item(
+                Key={"pk": key, "sk": window},
+                UpdateExpression="ADD #c :one SET expires_at = :ttl",
+                ConditionExpression="attribute_not_exists(#c) OR #c < :limit",
+                ExpressionAttributeNames={"#c": "count"},
+                ExpressionAttributeValues={":one": 1, ":limit": limit, ":ttl": expires_at},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

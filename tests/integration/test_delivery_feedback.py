@@ -1,0 +1,102 @@
+"""Delivery feedback: SES events and SMS delivery logs update the ledger; a hard bounce or a
+complaint suppresses the address, so the next notification to it is SUPPRESSED."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from notifications.ledger import DynamoLedger
+from notifications.models import Channel
+from notifications.preferences import DynamoPreferencesStore, Preferences
+from tests.integration.test_sender_batch import welcome
+from tests.samples import load_event
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+SAMPLE_ID = "6b1f6d0e-0b7c-5a3f-9d52-7f1f2a4c9e10"  # the tag in events/delivery_feedback/ses-*
+
+
+@pytest.fixture
+def sent_to_alice(stack):
+    """A SENT order email to Alice under the sample's notification id."""
+    ledger = DynamoLedger(stack.physical_id("LedgerTable"))
+    request = welcome(1).model_copy(
+        update={
+            "notification_id": SAMPLE_ID,
+            "recipient": "alice@example.com",
+            "user_id": "user-123",
+        }
+    )
+    ledger.record_requested(request, NOW)
+    ledger.record_sent(SAMPLE_ID, "010001ses-message-id", 900, NOW)
+    DynamoPreferencesStore(stack.physical_id("PreferencesTable")).put(
+        Preferences(user_id="user-123", email="alice@example.com")
+    )
+    return ledger
+
+
+@pytest.mark.parametrize(
+    ("sample", "status", "suppressed"),
+    [
+        ("ses-delivery.json", "DELIVERED", False),
+        ("ses-bounce.json", "BOUNCED", True),
+        ("ses-complaint.json", "COMPLAINED", True),
+    ],
+)
+def test_ses_events_update_the_ledger(stack, sent_to_alice, sample, status, suppressed):
+    invocation = stack.function("DeliveryFeedbackFunction").invoke(
+        load_event(f"delivery_feedback/{sample}")
+    )
+
+    assert invocation.ok, invocation.error
+    assert invocation.result == {"recorded": 1}
+    record = sent_to_alice.get(SAMPLE_ID)
+    assert record["status"] == "SENT"  # the send succeeded; feedback is recorded beside it
+    assert record["delivery_status"] == status
+    prefs = DynamoPreferencesStore(stack.physical_id("PreferencesTable")).get("user-123")
+    assert ("alice@example.com" in prefs.suppressed_emails) is suppressed
+
+
+def test_a_bounced_address_gets_no_further_email(stack, sent_to_alice):
+    # Given Alice's address hard-bounced
+    stack.function("DeliveryFeedbackFunction").invoke(
+        load_event("delivery_feedback/ses-bounce.json")
+    )
+    # When she places an order
+    result = stack.function("FanOutFunction").invoke(load_event("fan_out/order-placed.json"))
+    # Then the order email is SUPPRESSED with the reason, and nothing is enqueued
+    assert result.result["enqueued"] == {}
+    assert result.result["suppressed"] == 1
+    (record,) = [
+        r
+        for r in sent_to_alice.scan()
+        if r["status"] == "SUPPRESSED" and r["channel"] == Channel.EMAIL.value
+    ]
+    assert record["suppressed_reason"] == "address_suppressed"
+
+
+def test_sms_delivery_logs_update_the_ledger_by_provider_message_id(stack):
+    ledger = DynamoLedger(stack.physical_id("LedgerTable"))
+    ids = {}
+    for n, message_id in ((1, "sms-message-id-0001"), (2, "sms-message-id-0002")):
+        request = welcome(n).model_copy(
+            update={"channel": Channel.SMS, "recipient": "+14155550100"}
+        )
+        ledger.record_requested(request, NOW)
+        ledger.record_sent(request.notification_id, message_id, 500, NOW)
+        ids[message_id] = request.notification_id
+
+    invocation = stack.function("DeliveryFeedbackFunction").invoke(
+        load_event("delivery_feedback/sms-delivery-logs.json")
+    )
+
+    assert invocation.result == {"recorded": 2, "unmatched": 0}
+    assert ledger.get(ids["sms-message-id-0001"])["delivery_status"] == "DELIVERED"
+    assert ledger.get(ids["sms-message-id-0002"])["delivery_status"] == "UNDELIVERED"
+
+
+def test_feedback_for_an_unknown_notification_changes_nothing(stack):
+    invocation = stack.function("DeliveryFeedbackFunction").invoke(
+        load_event("delivery_feedback/ses-bounce.json")
+    )
+    assert invocation.result == {"recorded": 0}
+    assert list(DynamoLedger(stack.physical_id("LedgerTable")).scan()) == []
