@@ -22,7 +22,7 @@ export SAM_CLI_TELEMETRY := 0
 FN ?= SenderFunction
 EVENT ?= events/sender/sqs-batch.json
 ENV ?= default
-EVENTS ?= 300
+EVENTS ?= 200
 FAILURE_RATE ?= 0.3
 
 .PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench clean

@@ -162,7 +162,7 @@ def dashboard(
 
 @local_app.command("demo")
 def local_demo(
-    events: Annotated[int, typer.Option(help="Synthetic domain events after Alice's three.")] = 300,
+    events: Annotated[int, typer.Option(help="Synthetic domain events after Alice's three.")] = 200,
     failure_rate: Annotated[
         float, typer.Option(help="Fraction of provider calls that fail.")
     ] = 0.3,
@@ -487,3 +487,80 @@ def webhooks_rotate(
     secret = webhooks.rotate(subscription_id)
     console.print(f"new signing secret (shown once): {secret}", highlight=False, soft_wrap=True)
     console.print("Deliveries carry both signatures until `rotate-secret --finish`.")
+
+
+# -- preferences ------------------------------------------------------------------------------
+
+preferences_app = typer.Typer(
+    help="Users' contact points, opt-outs and quiet hours.", no_args_is_help=True
+)
+app.add_typer(preferences_app, name="preferences")
+
+
+def _preferences() -> Any:
+    from notifications.preferences import DynamoPreferencesStore
+
+    try:
+        return DynamoPreferencesStore(state.target().output("PreferencesTableName"))
+    except TargetError as exc:
+        raise fail(str(exc)) from exc
+
+
+@preferences_app.command("get")
+def preferences_get(user_id: str) -> None:
+    """A user's preferences as JSON."""
+    current = _preferences().get(user_id)
+    if current is None:
+        raise fail(f"no preferences for {user_id}")
+    print(current.model_dump_json(indent=2))
+
+
+@preferences_app.command("set")
+def preferences_set(
+    user_id: str,
+    email: Annotated[str | None, typer.Option(help="Email address ('' removes it).")] = None,
+    phone: Annotated[str | None, typer.Option(help="E.164 phone number ('' removes it).")] = None,
+    push_endpoint: Annotated[
+        list[str] | None, typer.Option(help="SNS platform endpoint ARN; repeat; replaces all.")
+    ] = None,
+    locale: Annotated[str | None, typer.Option(help="e.g. en, de, de-CH.")] = None,
+    opt_out_channel: Annotated[list[str] | None, typer.Option(help="email, sms, push.")] = None,
+    opt_in_channel: Annotated[list[str] | None, typer.Option()] = None,
+    opt_out_category: Annotated[
+        list[str] | None, typer.Option(help="account, order, payment.")
+    ] = None,
+    opt_in_category: Annotated[list[str] | None, typer.Option()] = None,
+    quiet_hours: Annotated[
+        str | None, typer.Option(help="HH:MM-HH:MM in --timezone; 'off' removes them.")
+    ] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone of the quiet hours.")] = "UTC",
+    unsuppress_email: Annotated[
+        str | None, typer.Option(help="Mail an address again after a bounce or complaint.")
+    ] = None,
+) -> None:
+    """Change a user's preferences (creating them if needed); prints the result."""
+    from pydantic import ValidationError
+
+    from notifyctl.preference_changes import PreferenceChangeError, changes_for
+
+    store = _preferences()
+    current = store.get(user_id)
+    try:
+        changes = changes_for(
+            current,
+            email=email,
+            phone=phone,
+            push_endpoints=push_endpoint,
+            locale=locale,
+            opt_out_channels=opt_out_channel or [],
+            opt_in_channels=opt_in_channel or [],
+            opt_out_categories=opt_out_category or [],
+            opt_in_categories=opt_in_category or [],
+            quiet_hours=quiet_hours,
+            timezone=timezone,
+            unsuppress_email=unsuppress_email,
+        )
+        updated = store.update(user_id, changes)
+    except (PreferenceChangeError, ValidationError) as exc:
+        raise fail(str(exc)) from exc
+    print(updated.model_dump_json(indent=2))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ class StackTarget:
     endpoint_url: str | None = None
     region: str | None = None
 
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
     def __post_init__(self) -> None:
         self.region = self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         if self.endpoint_url:
@@ -51,7 +53,11 @@ class StackTarget:
         os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        if service not in self._clients:
+            self._clients[service] = boto3.client(  # type: ignore[call-overload]
+                service, region_name=self.region, endpoint_url=self.endpoint_url
+            )
+        return self._clients[service]
 
     @cached_property
     def outputs(self) -> dict[str, str]:

@@ -11,8 +11,6 @@ import logging
 import os
 import warnings
 
-import boto3
-
 from notifyctl.local.stack import LocalStack
 
 
@@ -23,10 +21,7 @@ def sender_email(stack: LocalStack) -> str:
 def prepare(stack: LocalStack) -> None:
     """Verify the sender identity in moto's SES (idempotent)."""
     identity = sender_email(stack)
-    ses = boto3.client(
-        "ses", region_name=stack.clients.region, endpoint_url=stack.clients.endpoint_url
-    )
-    ses.verify_email_identity(EmailAddress=identity)
+    stack.clients.client("ses").verify_email_identity(EmailAddress=identity)
 
 
 def use_local_environment(region: str = "us-east-1") -> None:

@@ -30,45 +30,49 @@ class AwsClients:
     def __init__(self, region: str | None = None, endpoint_url: str | None = None) -> None:
         self.region = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         self.endpoint_url = endpoint_url
+        self._clients: dict[str, Any] = {}
 
-    def _client(self, service: str) -> Any:
-        return boto3.session.Session().client(
-            service,  # type: ignore[call-overload]
-            region_name=self.region,
-            endpoint_url=self.endpoint_url,
-        )
+    def client(self, service: str) -> Any:
+        """The client for any service, made once (creating one costs tens of milliseconds)."""
+        if service not in self._clients:
+            self._clients[service] = boto3.session.Session().client(
+                service,  # type: ignore[call-overload]
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+            )
+        return self._clients[service]
 
     @cached_property
     def cloudformation(self) -> CloudFormationClient:
-        return self._client("cloudformation")  # type: ignore[no-any-return]
+        return self.client("cloudformation")  # type: ignore[no-any-return]
 
     @cached_property
     def cloudwatch(self) -> CloudWatchClient:
-        return self._client("cloudwatch")  # type: ignore[no-any-return]
+        return self.client("cloudwatch")  # type: ignore[no-any-return]
 
     @cached_property
     def events(self) -> EventBridgeClient:
-        return self._client("events")  # type: ignore[no-any-return]
+        return self.client("events")  # type: ignore[no-any-return]
 
     @cached_property
     def lambda_(self) -> LambdaClient:
-        return self._client("lambda")  # type: ignore[no-any-return]
+        return self.client("lambda")  # type: ignore[no-any-return]
 
     @cached_property
     def s3(self) -> S3Client:
-        return self._client("s3")  # type: ignore[no-any-return]
+        return self.client("s3")  # type: ignore[no-any-return]
 
     @cached_property
     def sns(self) -> SNSClient:
-        return self._client("sns")  # type: ignore[no-any-return]
+        return self.client("sns")  # type: ignore[no-any-return]
 
     @cached_property
     def sqs(self) -> SQSClient:
-        return self._client("sqs")  # type: ignore[no-any-return]
+        return self.client("sqs")  # type: ignore[no-any-return]
 
     @cached_property
     def sts(self) -> STSClient:
-        return self._client("sts")  # type: ignore[no-any-return]
+        return self.client("sts")  # type: ignore[no-any-return]
 
     @cached_property
     def account_id(self) -> str:

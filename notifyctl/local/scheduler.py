@@ -105,7 +105,7 @@ class LocalScheduler:
         return scheduler
 
     def _scheduler(self) -> Any:
-        return self.clients._client("scheduler")  # no typed property on AwsClients yet
+        return self.clients.client("scheduler")
 
     def _create_groups(
         self, cfn_template: Mapping[str, Any], parameters: Mapping[str, str], stack_name: str

@@ -47,7 +47,7 @@ def test_an_order_at_7_in_new_york_waits_for_the_end_of_quiet_hours_via_schedule
     assert item["attempts"] == 0
     # And, 30 minutes being beyond SQS's 15-minute delay, a one-time Scheduler schedule holds it
     group = stack.function("SenderFunction").environment["SCHEDULE_GROUP"]
-    scheduler = stack.clients._client("scheduler")
+    scheduler = stack.clients.client("scheduler")
     (schedule,) = scheduler.list_schedules(GroupName=group)["Schedules"]
     detail = scheduler.get_schedule(Name=schedule["Name"], GroupName=group)
     assert detail["ScheduleExpression"] == "at(2026-11-28T12:30:00)"

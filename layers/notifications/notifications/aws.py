@@ -27,9 +27,16 @@ def reset_clients() -> None:
     """Forget cached clients (tests that switch endpoints or credentials)."""
     client.cache_clear()
     resource.cache_clear()
+    table.cache_clear()
 
 
 @cache
 def resource(service: str) -> Any:
     """A cached boto3 resource (DynamoDB's typed-value API)."""
     return boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]
+
+
+@cache
+def table(name: str) -> Any:
+    """A cached DynamoDB ``Table`` (building one costs about half a millisecond)."""
+    return resource("dynamodb").Table(name)

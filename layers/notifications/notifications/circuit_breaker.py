@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from notifications.aws import client, resource
+from notifications.aws import client, table
 from notifications.models import Channel
 
 BREAKER_KEY = "breaker"
@@ -91,10 +91,19 @@ class CircuitBreaker:
         self.store = store
         self.threshold = threshold
         self.open_for = timedelta(seconds=open_seconds)
+        self._closed: dict[Channel, int] = {}
+
+    def begin_batch(self) -> None:
+        """Forget what the last batch saw. Within one batch a closed breaker is read once:
+        another instance opening it meanwhile lets at most the rest of this batch through."""
+        self._closed.clear()
 
     def permit(self, channel: Channel, now: datetime, trial_lease: timedelta) -> Permit:
+        if channel in self._closed:
+            return Permit(True, failures_seen=self._closed[channel])
         record = self.store.read(channel)
         if record.state is BreakerState.CLOSED:
+            self._closed[channel] = record.failures
             return Permit(True, failures_seen=record.failures)
         if record.is_open(now):
             return Permit(False, retry_at=record.open_until)
@@ -107,8 +116,14 @@ class CircuitBreaker:
     def record_success(self, channel: Channel, permit: Permit) -> None:
         if permit.trial or permit.failures_seen:
             self.store.close(channel)
+            if channel in self._closed:
+                self._closed[channel] = 0
 
     def record_failure(self, channel: Channel, permit: Permit, now: datetime) -> Trip | None:
+        self._closed.pop(channel, None)  # read the state afresh after a failure
+        return self._record_failure(channel, permit, now)
+
+    def _record_failure(self, channel: Channel, permit: Permit, now: datetime) -> Trip | None:
         until = now + self.open_for
         if permit.trial:
             self.store.open(channel, until, now, from_trial=True)
@@ -151,7 +166,7 @@ class DynamoBreakerStore:
         self.table_name = table_name
 
     def _table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+        return table(self.table_name)
 
     def _key(self, channel: Channel) -> dict[str, str]:
         return {"pk": BREAKER_KEY, "sk": channel.value}

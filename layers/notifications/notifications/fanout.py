@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,31 @@ MAX_ERROR_LENGTH = 1000
 
 class SubscriptionDirectory(Protocol):
     def list_for_event(self, event_type: str) -> Sequence[Subscription]: ...
+
+
+class CachedSubscriptions:
+    """Subscriptions per event type, read at most once a minute per instance: the fan-out
+    would otherwise scan the subscriptions table for every event. A new or removed
+    subscription takes effect within ``ttl_seconds``."""
+
+    def __init__(
+        self,
+        directory: SubscriptionDirectory,
+        ttl_seconds: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.ttl_seconds = ttl_seconds
+        self.monotonic = monotonic
+        self._cache: dict[str, tuple[float, Sequence[Subscription]]] = {}
+
+    def list_for_event(self, event_type: str) -> Sequence[Subscription]:
+        now = self.monotonic()
+        cached = self._cache.get(event_type)
+        if cached is None or now - cached[0] >= self.ttl_seconds:
+            cached = (now, self.directory.list_for_event(event_type))
+            self._cache[event_type] = cached
+        return cached[1]
 
 
 class InvalidEvent(PermanentError):
@@ -184,5 +210,5 @@ def build_fan_out() -> FanOut:
         SqsQueues(),
         DynamoLedger(settings.ledger_table),
         DynamoPreferencesStore(settings.preferences_table),
-        DynamoSubscriptionStore(settings.webhook_subscriptions_table),
+        CachedSubscriptions(DynamoSubscriptionStore(settings.webhook_subscriptions_table)),
     )

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from notifications.aws import resource
+from notifications.aws import table
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested, NotificationStatus, utc_iso
 
@@ -108,7 +108,7 @@ class DynamoLedger:
         self.table_name = table_name
 
     def _table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+        return table(self.table_name)
 
     def record_requested(self, request: NotificationRequested, now: datetime) -> bool:
         """Create the record; False when it exists already (a duplicate event, or the sender

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from notifications.aws import resource
+from notifications.aws import table
 from notifications.models import Channel, QuietHours
 
 __all__ = ["DynamoPreferencesStore", "Preferences", "PreferencesStore", "QuietHours"]
@@ -65,7 +65,7 @@ class DynamoPreferencesStore:
         self.table_name = table_name
 
     def _table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+        return table(self.table_name)
 
     def get(self, user_id: str) -> Preferences | None:
         item = self._table().get_item(Key={"user_id": user_id}).get("Item")

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from notifications.aws import resource
+from notifications.aws import table
 from notifications.models import NotificationRequested
 
 # Counters outlive their window by this much before DynamoDB may delete them.
@@ -80,7 +80,7 @@ class DynamoCounterStore:
         self.table_name = table_name
 
     def _table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+        return table(self.table_name)
 
     def increment_below(self, key: str, window: str, limit: int, expires_at: int) -> bool:
         try:

@@ -139,6 +139,8 @@ class Sender:
         self._lease = (
             timedelta(milliseconds=remaining_ms) + LEASE_MARGIN if remaining_ms else DEFAULT_LEASE
         )
+        if self.stages.breaker is not None:
+            self.stages.breaker.begin_batch()
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
         try:
             response = process_partial_response(

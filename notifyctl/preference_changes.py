@@ -1,0 +1,90 @@
+"""Turning `notifyctl preferences set` options into validated preference changes."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Any
+
+from notifications.channels.email import validate_recipient
+from notifications.channels.sms import validate_phone
+from notifications.errors import PermanentError
+from notifications.models import Channel, QuietHours
+from notifications.preferences import Preferences
+
+QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class PreferenceChangeError(ValueError):
+    """An option that names no valid value; nothing is written."""
+
+
+def _channels(names: list[str]) -> set[Channel]:
+    try:
+        return {Channel(name) for name in names}
+    except ValueError as exc:
+        raise PreferenceChangeError(
+            f"unknown channel: {exc}; use {', '.join(c.value for c in Channel)}"
+        ) from None
+
+
+def parse_quiet_hours(value: str, timezone: str) -> QuietHours | None:
+    if value.lower() == "off":
+        return None
+    match = QUIET_HOURS.match(value)
+    if not match:
+        raise PreferenceChangeError(f"quiet hours take HH:MM-HH:MM or 'off', not {value!r}")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    try:
+        return QuietHours(start=time(h1, m1), end=time(h2, m2), timezone=timezone)
+    except ValueError as exc:
+        raise PreferenceChangeError(str(exc)) from None
+
+
+def changes_for(
+    current: Preferences | None,
+    *,
+    email: str | None,
+    phone: str | None,
+    push_endpoints: list[str] | None,
+    locale: str | None,
+    opt_out_channels: list[str],
+    opt_in_channels: list[str],
+    opt_out_categories: list[str],
+    opt_in_categories: list[str],
+    quiet_hours: str | None,
+    timezone: str,
+    unsuppress_email: str | None,
+) -> dict[str, Any]:
+    """Field -> new value; addresses and numbers are checked as the sender would check them."""
+    changes: dict[str, Any] = {}
+    try:
+        if email is not None:
+            changes["email"] = validate_recipient(email) if email else None
+        if phone is not None:
+            changes["phone"] = validate_phone(phone) if phone else None
+    except PermanentError as exc:
+        raise PreferenceChangeError(exc.message) from None
+    if push_endpoints is not None:
+        bad = [arn for arn in push_endpoints if ":endpoint/" not in arn]
+        if bad:
+            raise PreferenceChangeError(f"not SNS platform endpoint ARNs: {', '.join(bad)}")
+        changes["push_endpoints"] = tuple(push_endpoints)
+    if locale is not None:
+        changes["locale"] = locale
+    if opt_out_channels or opt_in_channels:
+        existing = set(current.opted_out_channels) if current else set()
+        changes["opted_out_channels"] = (existing | _channels(opt_out_channels)) - _channels(
+            opt_in_channels
+        )
+    if opt_out_categories or opt_in_categories:
+        existing_categories = set(current.opted_out_categories) if current else set()
+        changes["opted_out_categories"] = (existing_categories | set(opt_out_categories)) - set(
+            opt_in_categories
+        )
+    if quiet_hours is not None:
+        changes["quiet_hours"] = parse_quiet_hours(quiet_hours, timezone)
+    if unsuppress_email is not None:
+        suppressed = set(current.suppressed_emails) if current else set()
+        changes["suppressed_emails"] = suppressed - {unsuppress_email}
+    return changes
