@@ -169,14 +169,15 @@ def local_demo(
     seed: Annotated[int, typer.Option(help="Random seed for the synthetic events.")] = 7,
     users: Annotated[int, typer.Option(help="Synthetic users with stored preferences.")] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    server: Annotated[
+        bool, typer.Option("--server", help="Run moto as a server on 127.0.0.1, over HTTP.")
+    ] = False,
     template: Annotated[Path, typer.Option(help="The SAM template.")] = DEFAULT_TEMPLATE,
 ) -> None:
     """Deploy locally, publish events with a failing provider, drain, print the dashboard."""
-    from moto import mock_aws
-
     from notifyctl.dashboard import render
     from notifyctl.demo import run_demo
-    from notifyctl.local.application import use_local_environment
+    from notifyctl.local.application import embedded_aws, use_local_environment
     from notifyctl.local.clock import RealClock
 
     if not 0 <= failure_rate <= 1:
@@ -184,7 +185,7 @@ def local_demo(
     use_local_environment()
     progress_console = err_console if as_json else console
     with (
-        mock_aws(),
+        embedded_aws(server=server) as endpoint,
         Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -216,9 +217,10 @@ def local_demo(
             )
         )
         return
+    where = f"moto server at {endpoint}" if endpoint else "embedded moto"
     console.print(
-        f"Published {result.published} domain events (1 malformed) in {result.seconds:.1f}s "
-        f"with the provider failing {failure_rate:.0%} of calls."
+        f"Published {result.published} domain events (1 malformed) to {where}, drained in "
+        f"{result.seconds:.1f}s with the provider failing {failure_rate:.0%} of calls."
     )
     render(result.dashboard, console)
     deliveries = ", ".join(f"{k} {v}" for k, v in result.provider_deliveries.items())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from notifyctl.local.stack import LocalStack
 
@@ -37,5 +39,38 @@ def use_local_environment(region: str = "us-east-1") -> None:
     # moto announces each resource type its CloudFormation skips (the runtime applies those
     # itself, docs/local-runtime.md); Powertools warns about invocations with no metric.
     logging.getLogger("moto").setLevel(logging.ERROR)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
     warnings.filterwarnings("ignore", message="Tried to parse AWS::", category=UserWarning)
     warnings.filterwarnings("ignore", message="No application metrics", category=UserWarning)
+
+
+@contextmanager
+def embedded_aws(server: bool = False) -> Iterator[str | None]:
+    """moto for one local run: in-process (``mock_aws``), or a ``ThreadedMotoServer`` on
+    127.0.0.1 with every client aimed at it through ``AWS_ENDPOINT_URL``. Yields the
+    endpoint (None in-process)."""
+    from moto import mock_aws
+    from moto.server import ThreadedMotoServer
+
+    from notifications.aws import reset_clients
+
+    if not server:
+        with mock_aws():
+            yield None
+        return
+    moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto_server.start()
+    host, port = moto_server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    reset_clients()
+    try:
+        yield endpoint
+    finally:
+        moto_server.stop()
+        if previous is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = previous
+        reset_clients()

@@ -151,9 +151,10 @@ def test_server_mode_serves_the_stack_over_http():
 
 
 @pytest.mark.slow
-def test_the_demo_command_exits_0_and_prints_the_dashboard():
+@pytest.mark.parametrize("mode", [[], ["--server"]], ids=["in-process", "server"])
+def test_the_demo_command_exits_0_and_prints_the_dashboard(mode):
     completed = subprocess.run(
-        [*NOTIFYCTL, "local", "demo", "--events", "20"],
+        [*NOTIFYCTL, "local", "demo", "--events", "20", *mode],
         cwd=ROOT,
         env=env_for_subprocess(),
         capture_output=True,

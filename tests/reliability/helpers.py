@@ -53,7 +53,15 @@ def welcome(n: int, channel: Channel = Channel.EMAIL, event: str | None = None) 
     )
 
 
-def enqueue(stack: LocalStack, requests: Sequence[NotificationRequested]) -> None:
+def enqueue(
+    stack: LocalStack, requests: Sequence[NotificationRequested], record: bool = True
+) -> None:
+    """Queue requests as the fan-out does: the REQUESTED record first, then the message."""
+    if record:
+        ledger = DynamoLedger(stack.physical_id("LedgerTable"))
+        now = datetime.fromtimestamp(stack.clock.now(), UTC)
+        for request in requests:
+            ledger.record_requested(request, now)
     by_queue: dict[str, list[NotificationRequested]] = {}
     for request in requests:
         by_queue.setdefault(QUEUE_OF[request.channel], []).append(request)
@@ -89,8 +97,9 @@ def sends_per_recipient(stack: LocalStack) -> Counter[str]:
     sns = get_backend("sns")[stack.account_id][REGION]
     counts: Counter[str] = Counter()
     for message in ses.sent_messages:
-        for destination in getattr(message, "destinations", None) or []:
-            counts[str(destination)] += 1
+        # moto lists a raw message's recipient once per place it names it (To, Destinations)
+        for destination in dict.fromkeys(str(d) for d in getattr(message, "destinations", None) or []):
+            counts[destination] += 1
     for number, _text in sns.sms_messages.values():
         counts[number] += 1
     return counts
