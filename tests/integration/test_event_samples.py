@@ -90,3 +90,17 @@ def test_dlq_sample_records_two_dead_letters_and_alerts_once(stack):
     alerts = all_messages(stack, inbox)
     assert len(alerts) == 1
     assert "2 notification(s) dead-lettered" in json.loads(alerts[0]["Body"])["Subject"]
+
+
+def test_env_json_names_every_variable_each_function_gets(stack):
+    """events/env.json (for `sam local invoke --env-vars`) covers every deployed function's
+    environment, no more and no less."""
+    env = load_event("env.json")
+    assert set(env) == set(stack.functions)
+    for logical_id, variables in env.items():
+        deployed = set(stack.function(logical_id).spec.environment)
+        # moto's CloudFormation creates no SES configuration set, so its Ref is dropped there
+        expected = deployed | (
+            {"SES_CONFIGURATION_SET"} if logical_id == "SenderFunction" else set()
+        )
+        assert set(variables) == expected, logical_id
