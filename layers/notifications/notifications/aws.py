@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -40,3 +41,21 @@ def resource(service: str) -> Any:
 def table(name: str) -> Any:
     """A cached DynamoDB ``Table`` (building one costs about half a millisecond)."""
     return resource("dynamodb").Table(name)
+
+
+ClientT = TypeVar("ClientT")
+
+
+class LazyClient(Generic[ClientT]):
+    """An adapter's client, made on first use: from ``factory`` when one is given (tests),
+    else the cached client of ``service``."""
+
+    def __init__(self, service: str, factory: Callable[[], ClientT] | None = None) -> None:
+        self.service = service
+        self._factory = factory
+        self._client: ClientT | None = None
+
+    def __call__(self) -> ClientT:
+        if self._client is None:
+            self._client = self._factory() if self._factory is not None else client(self.service)
+        return self._client

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 from email_validator import EmailNotValidError, validate_email
 
+from notifications.aws import LazyClient
 from notifications.channels.aws_errors import classify_aws_error, error_code
 from notifications.channels.base import ProviderReceipt, RenderedMessage
 from notifications.errors import PermanentError
@@ -62,18 +63,7 @@ class S3AttachmentStore:
     """Reads attachments from S3; a missing object is permanent, throttling retryable."""
 
     def __init__(self, client_factory: Callable[[], S3Client] | None = None) -> None:
-        self._client_factory = client_factory
-        self._client: S3Client | None = None
-
-    def _s3(self) -> S3Client:
-        if self._client is None:
-            if self._client_factory is not None:
-                self._client = self._client_factory()
-            else:
-                from notifications.aws import client
-
-                self._client = client("s3")
-        return self._client
+        self._s3: LazyClient[S3Client] = LazyClient("s3", client_factory)
 
     def fetch(self, ref: AttachmentRef, max_bytes: int) -> bytes:
         try:
@@ -140,18 +130,7 @@ class SesEmailProvider:
         self.unsubscribe_url = unsubscribe_url
         self.unsubscribe_mailto = unsubscribe_mailto
         self.max_message_bytes = max_message_bytes
-        self._client_factory = client_factory
-        self._client: SESV2Client | None = None
-
-    def _ses(self) -> SESV2Client:
-        if self._client is None:
-            if self._client_factory is not None:
-                self._client = self._client_factory()
-            else:
-                from notifications.aws import client
-
-                self._client = client("sesv2")
-        return self._client
+        self._ses: LazyClient[SESV2Client] = LazyClient("sesv2", client_factory)
 
     def build_message(self, request: NotificationRequested, message: RenderedMessage) -> bytes:
         """The raw RFC 5322 message: multipart/mixed (when there are attachments) around a

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
+from notifications.aws import LazyClient
 from notifications.channels.aws_errors import classify_aws_error, error_code, error_message
 from notifications.channels.base import ProviderReceipt, RenderedMessage
 from notifications.errors import PermanentError
@@ -109,18 +110,7 @@ class SnsPushProvider:
     endpoint raises ``PermanentError('endpoint_disabled')`` so the caller can drop it."""
 
     def __init__(self, *, client_factory: Callable[[], SNSClient] | None = None) -> None:
-        self._client_factory = client_factory
-        self._client: SNSClient | None = None
-
-    def _sns(self) -> SNSClient:
-        if self._client is None:
-            if self._client_factory is not None:
-                self._client = self._client_factory()
-            else:
-                from notifications.aws import client
-
-                self._client = client("sns")
-        return self._client
+        self._sns: LazyClient[SNSClient] = LazyClient("sns", client_factory)
 
     def send(self, request: NotificationRequested, message: RenderedMessage) -> ProviderReceipt:
         platform = platform_of(request.recipient)

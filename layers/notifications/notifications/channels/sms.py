@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import phonenumbers
 
+from notifications.aws import LazyClient
 from notifications.channels.aws_errors import classify_aws_error
 from notifications.channels.base import ProviderReceipt, RenderedMessage
 from notifications.errors import PermanentError
@@ -147,18 +148,7 @@ class SnsSmsProvider:
         self.max_segments = max_segments
         self.over_limit = over_limit
         self.sender_id_unsupported = sender_id_unsupported
-        self._client_factory = client_factory
-        self._client: SNSClient | None = None
-
-    def _sns(self) -> SNSClient:
-        if self._client is None:
-            if self._client_factory is not None:
-                self._client = self._client_factory()
-            else:
-                from notifications.aws import client
-
-                self._client = client("sns")
-        return self._client
+        self._sns: LazyClient[SNSClient] = LazyClient("sns", client_factory)
 
     def prepare(self, text: str) -> tuple[str, SegmentCount, bool]:
         """The text to send, its segment count, and whether it was truncated."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from notifications.aws import LazyClient
 from notifications.channels.aws_errors import classify_aws_error
 from notifications.channels.base import ProviderReceipt, RenderedMessage
 from notifications.channels.ssrf import (
@@ -74,19 +75,8 @@ class DynamoSubscriptionStore:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.table_name = table_name
-        self._client_factory = client_factory
-        self._client: DynamoDBClient | None = None
+        self._dynamodb: LazyClient[DynamoDBClient] = LazyClient("dynamodb", client_factory)
         self._clock = clock
-
-    def _dynamodb(self) -> DynamoDBClient:
-        if self._client is None:
-            if self._client_factory is not None:
-                self._client = self._client_factory()
-            else:
-                from notifications.aws import client
-
-                self._client = client("dynamodb")
-        return self._client
 
     @staticmethod
     def _from_item(item: Mapping[str, Any]) -> WebhookSubscription:
@@ -232,21 +222,12 @@ class SecretsManagerSigningKeys:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.prefix = prefix
-        self._client_factory = client_factory
-        self._client: SecretsManagerClient | None = None
+        self._secrets: LazyClient[SecretsManagerClient] = LazyClient(
+            "secretsmanager", client_factory
+        )
         self._cache_seconds = cache_seconds
         self._monotonic = monotonic
         self._cache: dict[str, tuple[float, list[str]]] = {}
-
-    def _secrets(self) -> SecretsManagerClient:
-        if self._client is None:
-            if self._client_factory is not None:
-                self._client = self._client_factory()
-            else:
-                from notifications.aws import client
-
-                self._client = client("secretsmanager")
-        return self._client
 
     def secret_name(self, subscription_id: str) -> str:
         return f"{self.prefix}{subscription_id}"
