@@ -6,15 +6,18 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from notifyctl.target import LOCAL_STACK_NAME, StackTarget, TargetError, samconfig_stack_name
+
+T = TypeVar("T")
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 local_app = typer.Typer(
@@ -46,6 +49,14 @@ class State:
 
 
 state = State()
+
+
+def on_target(build: Callable[[StackTarget], T]) -> T:
+    """``build`` applied to the chosen stack; a missing stack or output is a clear error."""
+    try:
+        return build(state.target())
+    except TargetError as exc:
+        raise fail(str(exc)) from exc
 
 
 @app.callback()
@@ -256,10 +267,7 @@ app.add_typer(events_dlq_app, name="events-dlq")
 def _dead_letters() -> Any:
     from notifyctl.operations import DeadLetters
 
-    try:
-        return DeadLetters(state.target())
-    except TargetError as exc:
-        raise fail(str(exc)) from exc
+    return on_target(DeadLetters)
 
 
 @dlq_app.command("list")
@@ -351,10 +359,7 @@ def dlq_purge(
 def _events_dead_letters() -> Any:
     from notifyctl.operations import EventsDeadLetters
 
-    try:
-        return EventsDeadLetters(state.target())
-    except TargetError as exc:
-        raise fail(str(exc)) from exc
+    return on_target(EventsDeadLetters)
 
 
 @events_dlq_app.command("list")
@@ -422,10 +427,7 @@ app.add_typer(webhooks_app, name="webhooks")
 def _webhooks() -> Any:
     from notifyctl.subscriptions import Webhooks
 
-    try:
-        return Webhooks(state.target())
-    except TargetError as exc:
-        raise fail(str(exc)) from exc
+    return on_target(Webhooks)
 
 
 @webhooks_app.command("add")
@@ -502,10 +504,7 @@ app.add_typer(preferences_app, name="preferences")
 def _preferences() -> Any:
     from notifications.preferences import DynamoPreferencesStore
 
-    try:
-        return DynamoPreferencesStore(state.target().output("PreferencesTableName"))
-    except TargetError as exc:
-        raise fail(str(exc)) from exc
+    return on_target(lambda t: DynamoPreferencesStore(t.output("PreferencesTableName")))
 
 
 @preferences_app.command("get")
