@@ -8,7 +8,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console, Group
@@ -56,6 +56,8 @@ class Dashboard:
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     suppressed_by_reason: dict[str, int] = field(default_factory=dict)
     rejected_events: int = 0
+    # Sums of the Notifications metrics over the window, per metric and channel, from CloudWatch.
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     recent_failures: list[Failure] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -214,9 +216,15 @@ def render(dashboard: Dashboard, console: Console) -> None:
             failure.channel or ("event" if failure.kind == "event" else "-"),
             failure.ident,
         )
+    metrics = Table(title="From CloudWatch metrics", title_justify="left")
+    metrics.add_column("Metric")
+    for channel in CHANNELS:
+        metrics.add_column(channel.capitalize(), justify="right")
+    for name, per_channel in dashboard.metrics.items():
+        metrics.add_row(name, *(f"{per_channel.get(c, 0):,.0f}" for c in CHANNELS))
     console.print(
         Panel(
-            Group(summary, "", channels, "", reasons, "", recent),
+            Group(summary, "", channels, "", reasons, "", recent, "", metrics),
             title="Notification Dashboard",
             title_align="left",
             expand=False,
@@ -232,10 +240,56 @@ def collect(target: Any, since: datetime | None = None) -> Dashboard:
     sqs = target.client("sqs")
     events_dlq = target.output("EventsDLQUrl")
     rejected = [describe_events_dlq_message(m) for m in peek(sqs, events_dlq)]
-    return compute(
+    figures = compute(
         DynamoLedger(target.output("LedgerTableName")).scan(),
         rejected_events=rejected,
         awaiting_alarm=depth(sqs, target.output("NotificationsDLQUrl")),
         rejected_total=depth(sqs, events_dlq),
         since=since,
     )
+    figures.metrics = metric_totals(target.client("cloudwatch"), since)
+    return figures
+
+
+METRIC_WINDOW = timedelta(days=1)  # without --since, CloudWatch totals cover the last day
+CHANNELS = ("email", "sms", "push", "webhook")
+
+
+def metric_totals(cloudwatch: Any, since: datetime | None) -> dict[str, dict[str, float]]:
+    """Sum of each count metric per channel since ``since`` (default: the last day)."""
+    from notifications.observability import COUNT_METRICS
+
+    now = datetime.now(UTC)
+    start = since or now - METRIC_WINDOW
+    end = now + timedelta(minutes=1)  # the end is exclusive: include this minute
+    # At most 1,440 data points per metric, in whole minutes.
+    period = max(60, math.ceil((end - start).total_seconds() / 1440 / 60) * 60)
+    queries = [
+        {
+            "Id": f"m{i}",
+            "Label": f"{name}|{channel}",
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": "Notifications",
+                    "MetricName": name,
+                    "Dimensions": [{"Name": "Channel", "Value": channel}],
+                },
+                "Period": period,
+                "Stat": "Sum",
+            },
+        }
+        for i, (name, channel) in enumerate((n, c) for n in COUNT_METRICS for c in CHANNELS)
+    ]
+    totals: dict[str, dict[str, float]] = {}
+    for start_index in range(0, len(queries), 500):  # GetMetricData takes 500 queries
+        response = cloudwatch.get_metric_data(
+            MetricDataQueries=queries[start_index : start_index + 500],
+            StartTime=start,
+            EndTime=end,
+        )
+        for result in response.get("MetricDataResults", []):
+            name, channel = result["Label"].split("|")
+            value = float(sum(result.get("Values", [])))
+            if value:
+                totals.setdefault(name, {})[channel] = value
+    return totals

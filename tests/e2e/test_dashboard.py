@@ -57,6 +57,11 @@ def test_dashboard_json_matches_the_known_run(known_run):
         DEAD,
     )
     assert figures["dead_letters_by_reason"] == {"provider_timeout": DEAD}
+    # And the CloudWatch metrics the functions emitted (EMF) agree with the ledger
+    metrics = figures["metrics"]
+    assert metrics["Sent"] == {"email": SENT + RETRIED}
+    assert metrics["DeadLettered"] == {"email": DEAD}
+    assert metrics["Retried"] == {"email": RETRIED + DEAD * 2}
     assert {f["subject"] for f in figures["recent_failures"]} == {
         "u***@example.com"
     }  # masked, never the address

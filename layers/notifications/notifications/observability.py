@@ -47,7 +47,9 @@ class ChannelMetrics:
 
     def flush(self) -> None:
         for channel in sorted(set(self._counts) | set(self._latencies)):
-            emf = AmazonCloudWatchEMFProvider(namespace=metrics.namespace, service=metrics.service)
+            # Channel is the only dimension (no "service" default dimension), so the alarms and
+            # the dashboard in template.yaml address exactly these metrics.
+            emf = AmazonCloudWatchEMFProvider(namespace=metrics.namespace, service="")
             emf.add_dimension(name="Channel", value=channel)
             for name, value in self._counts.get(channel, {}).items():
                 emf.add_metric(name=name, unit=MetricUnit.Count, value=value)
