@@ -207,8 +207,22 @@ class _Lazy:
 
     def __call__(self, event: Any, context: Any) -> Any:
         if self.handler is None:
-            self.handler = self.factory()
+            self.handler = decorated(self.factory())
         return self.handler(event, context)
+
+
+def decorated(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """The same Powertools decorators as the product's handlers (logger, metrics, tracer)."""
+    from notifications.observability import logger, metrics, tracer
+
+    def handler_function(event: Any, context: Any) -> Any:
+        return handler(event, context)
+
+    return logger.inject_lambda_context(  # type: ignore[no-any-return]
+        metrics.log_metrics(capture_cold_start_metric=True)(
+            tracer.capture_lambda_handler(handler_function)
+        )
+    )
 
 
 def install(stack: Any) -> None:

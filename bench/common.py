@@ -193,20 +193,25 @@ def instrumented() -> Iterator[tuple[RequestLog, InvocationLog]]:
 
 
 @contextmanager
-def moto_time() -> Iterator[list[float]]:
+def moto_time(profiler: Any = None) -> Iterator[list[float]]:
     """Seconds spent inside moto (its botocore ``before-send`` stubber: request dispatch, the
-    backend's work, response rendering). Everything else is ours or botocore's."""
+    backend's work, response rendering). Everything else is ours or botocore's. With a
+    ``profiler``, profiling pauses inside moto, so the profile shows only the rest."""
     from moto.core.botocore_stubber import BotocoreStubber
 
     spent = [0.0]
     original = BotocoreStubber.__call__
 
     def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if profiler is not None:
+            profiler.disable()
         started = time.perf_counter()
         try:
             return original(self, *args, **kwargs)
         finally:
             spent[0] += time.perf_counter() - started
+            if profiler is not None:
+                profiler.enable()
 
     BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
     try:
@@ -264,7 +269,9 @@ def event_batch(scenario: Scenario, start: int, count: int) -> list[tuple[str, d
     from notifyctl.demo import synthetic_event
 
     now = datetime.now(UTC)
-    return [synthetic_event(n, scenario.users, scenario.rng, now) for n in range(start, start + count)]
+    return [
+        synthetic_event(n, scenario.users, scenario.rng, now) for n in range(start, start + count)
+    ]
 
 
 @dataclass

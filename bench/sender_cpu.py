@@ -1,0 +1,260 @@
+"""Figure 2: sender CPU per message, in-process against moto, product vs naive baseline.
+
+The SenderFunction's real handler (with its Powertools decorators and every policy stage:
+recipient validation, quiet hours, rate limit, circuit breaker, ledger claim, render, SES,
+SENT record, metrics) handles ``--messages`` email notifications in batches of ten, as the
+event source mapping delivers them; the baseline handler (``baseline.py``) handles the same
+records in a fresh deployment. Time inside moto (its botocore stubber: request dispatch,
+backend, response) is measured and subtracted, leaving our code plus botocore/boto3.
+
+    python bench/sender_cpu.py [--messages 500] [--rounds 2] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import common
+
+NOW = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+
+def welcome(n: int) -> Any:
+    """An email welcome notification (as ``tests/integration/test_sender_batch.welcome``)."""
+    from notifications.models import Channel, NotificationRequested, notification_id
+
+    recipient = f"user{n}@example.com"
+    return NotificationRequested(
+        notification_id=notification_id(f"evt-{n}", Channel.EMAIL, recipient, "welcome"),
+        channel=Channel.EMAIL,
+        recipient=recipient,
+        template_id="welcome",
+        category="account",
+        data={"name": f"User {n}", "user_id": f"user-{n}"},
+        user_id=f"user-{n}",
+        event_id=f"evt-{n}",
+        event_type="UserRegistered",
+        correlation_id=f"evt-{n}",
+        occurred_at=NOW,
+        requested_at=NOW,
+    )
+
+
+@dataclass
+class Timing:
+    system: str
+    messages: int
+    wall: float
+    cpu: float
+    moto: float
+
+    @property
+    def us_per_message(self) -> float:
+        return 1e6 * self.wall / self.messages
+
+    @property
+    def us_excluding_moto(self) -> float:
+        return 1e6 * (self.wall - self.moto) / self.messages
+
+
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def sqs_events(stack: Any, count: int) -> list[dict[str, Any]]:
+    """``count`` welcome notifications enqueued and received, as SQS events of ten."""
+    from notifications.queues import SqsQueues
+    from notifyctl.local.pollers import sqs_event_record
+
+    url = stack.queue_url("EmailQueue")
+    arn = stack.clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    from notifications.ledger import DynamoLedger
+
+    requests = [welcome(n) for n in range(count)]
+    ledger = DynamoLedger(stack.physical_id("LedgerTable"))
+    for request in requests:  # the fan-out's REQUESTED record, as in the pipeline
+        ledger.record_requested(request, NOW)
+    SqsQueues().enqueue(url, requests)
+    events = []
+    while sum(len(e["Records"]) for e in events) < count:
+        messages = stack.clients.sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        events.append({"Records": [sqs_event_record(m, arn, "us-east-1") for m in messages]})
+    return events
+
+
+def measure(
+    system: str, messages: int, profiler: cProfile.Profile | None = None
+) -> tuple[Timing, Any]:
+    """One fresh deployment; the handler warmed on a first batch that is not counted."""
+    from notifyctl.local.clock import ControlledClock
+    from notifyctl.local.functions import LambdaContext
+
+    with ControlledClock() as clock, common.local_stack(clock) as scenario:
+        stack = scenario.stack
+        function = stack.function("SenderFunction")
+        if system == "baseline":
+            import baseline
+
+            baseline.install(stack)
+        events = sqs_events(stack, messages + 10)
+        warm, events = events[0], events[1:]
+        with common.quiet_stdout():
+            warmed = function.invoke(warm)
+        assert warmed.ok, warmed.error
+        handler: Callable[[Any, Any], Any] = function._handler
+        with (
+            environment(function.environment),
+            common.quiet_stdout(),
+            common.moto_time(profiler) as moto,
+        ):
+            contexts = [LambdaContext(function.spec, str(uuid.uuid4()), clock) for _ in events]
+            if profiler is not None:
+                profiler.enable()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            for event, context in zip(events, contexts, strict=True):
+                result = handler(event, context)
+                assert not result.get("batchItemFailures"), result
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            if profiler is not None:
+                profiler.disable()
+        sent = _sent(stack)
+        return Timing(system, sum(len(e["Records"]) for e in events), wall, cpu, moto[0]), sent
+
+
+def _sent(stack: Any) -> int:
+    from moto.backends import get_backend
+
+    return len(get_backend("ses")[stack.account_id]["us-east-1"].sent_messages)
+
+
+# Where the non-moto time goes: (label, file suffix, function) whose cumulative time is shown.
+STAGES = (
+    (
+        "AWS SDK request path (botocore: serialize, sign, parse)",
+        "botocore/client.py",
+        "_make_api_call",
+    ),
+    ("  of which boto3 resource layer + botocore", "boto3/resources/factory.py", "do_action"),
+    ("email: build the MIME message", "notifications/channels/email.py", "build_message"),
+    (
+        "email: validate the address (email-validator)",
+        "email_validator/validate_email.py",
+        "validate_email",
+    ),
+    ("render the template (jinja2)", "notifications/templates.py", "render"),
+    ("parse the request (pydantic)", "pydantic/main.py", "model_validate_json"),
+    ("metrics (EMF flush)", "notifications/observability.py", "flush"),
+    ("logging (Powertools Logger)", "logging/__init__.py", "_log"),
+)
+
+
+def profile_report(profiler: cProfile.Profile, messages: int, top: int = 12) -> str:
+    """The profile with moto paused: shares of our time plus botocore's."""
+    stats = pstats.Stats(profiler)
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = sum(tottime for (_, _, tottime, _, _) in entries.values())
+    lines = [f"  profiled time outside moto: {1e6 * total / messages:.0f} us/msg (with profiler)"]
+    for label, suffix, name in STAGES:
+        cum = sum(
+            value[3]
+            for (filename, _, function), value in entries.items()
+            if filename.endswith(suffix) and function == name
+        )
+        lines.append(f"    {100 * cum / total:5.1f}%  {label}")
+    lines.append(f"  top {top} functions by self time (us/msg with profiler):")
+    rows = sorted(
+        (
+            (value[2], f"{filename.split('site-packages/')[-1]}:{line} {function}")
+            for (filename, line, function), value in entries.items()
+        ),
+        reverse=True,
+    )[:top]
+    for tottime, label in rows:
+        short = label.split("/lib/python3")[-1]
+        lines.append(f"    {1e6 * tottime / messages:7.0f}  {short[:100]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="also profile the product")
+    args = parser.parse_args(argv)
+    results: dict[str, list[Timing]] = {"product": [], "baseline": []}
+    for _ in range(args.rounds):
+        for system in ("product", "baseline"):
+            timing, sent = measure(system, args.messages)
+            assert sent >= timing.messages, f"{system}: {sent} emails for {timing.messages}"
+            results[system].append(timing)
+    best = {s: min(t, key=lambda x: x.wall - x.moto) for s, t in results.items()}
+    rows = [
+        [
+            s,
+            str(t.messages),
+            f"{t.us_per_message:.0f}",
+            f"{1e6 * t.moto / t.messages:.0f}",
+            f"{t.us_excluding_moto:.0f}",
+            f"{1e6 * t.cpu / t.messages:.0f}",
+            common.ratio(t.us_excluding_moto, best["baseline"].us_excluding_moto),
+        ]
+        for s, t in best.items()
+    ]
+    print("Figure 2: sender time per message (in-process, moto; best of", args.rounds, "runs)")
+    print(
+        common.table(
+            rows,
+            [
+                "system",
+                "messages",
+                "us/msg",
+                "moto us/msg",
+                "us/msg excl. moto",
+                "process CPU us/msg",
+                "vs baseline",
+            ],
+        )
+    )
+    print("goal: product under 1000 us/msg excluding moto")
+    if args.profile:
+        profiler = cProfile.Profile()
+        measure("product", args.messages, profiler)
+        print("Profile of the product sender, moto paused (cProfile inflates; read the shares):")
+        print(profile_report(profiler, args.messages))
+    return {
+        s: {
+            "us_per_message": t.us_per_message,
+            "moto_us_per_message": 1e6 * t.moto / t.messages,
+            "us_excluding_moto": t.us_excluding_moto,
+        }
+        for s, t in best.items()
+    }
+
+
+if __name__ == "__main__":
+    main()
