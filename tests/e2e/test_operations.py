@@ -17,8 +17,7 @@ runner = CliRunner()
 
 
 def notifyctl(*args):
-    result = runner.invoke(app, ["--stack-name", "notifications-local", *args])
-    return result
+    return runner.invoke(app, ["--stack-name", "notifications-local", *args])
 
 
 @pytest.fixture
@@ -104,7 +103,9 @@ def test_events_dlq_list_replay_and_purge(stack, clock):
     stack.function("FanOutFunction").invoke(load_event("fan_out/order-placed-invalid.json"))
 
     listed = json.loads(notifyctl("events-dlq", "list", "--json").output)
-    assert [(e["event_type"], e["reason"]) for e in listed] == [("OrderPlaced", "invalid_event")] * 2
+    assert [(e["event_type"], e["reason"]) for e in listed] == [
+        ("OrderPlaced", "invalid_event")
+    ] * 2
     assert "detail.user_id" in listed[0]["error"]
     clock.advance(0.01)  # moto shows a released message only once time has moved past it
 
