@@ -31,7 +31,9 @@ def phone(n: int) -> str:
     return f"+1415555{n % 10_000:04d}"
 
 
-def welcome(n: int, channel: Channel = Channel.EMAIL, event: str | None = None) -> NotificationRequested:
+def welcome(
+    n: int, channel: Channel = Channel.EMAIL, event: str | None = None
+) -> NotificationRequested:
     """A welcome notification for user ``n`` on ``channel`` (email or SMS): one user each,
     so the per-user rate limit never defers it."""
     recipient = f"user{n}@example.com" if channel is Channel.EMAIL else phone(n)
@@ -98,7 +100,9 @@ def sends_per_recipient(stack: LocalStack) -> Counter[str]:
     counts: Counter[str] = Counter()
     for message in ses.sent_messages:
         # moto lists a raw message's recipient once per place it names it (To, Destinations)
-        for destination in dict.fromkeys(str(d) for d in getattr(message, "destinations", None) or []):
+        for destination in dict.fromkeys(
+            str(d) for d in getattr(message, "destinations", None) or []
+        ):
             counts[destination] += 1
     for number, _text in sns.sms_messages.values():
         counts[number] += 1

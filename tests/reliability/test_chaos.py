@@ -27,9 +27,7 @@ def test_two_thousand_notifications_at_failure_rate_0_3(deploy_stack, record_pro
     # 1,000 email and 1,000 SMS notifications queued for 2,000 different users
     stack = deploy_stack(FailureRate=FAILURE_RATE, MaxAttempts=MAX_ATTEMPTS)
     stack.function("SenderFunction").environment["FAILURE_SEED"] = str(SEED)
-    requests = [
-        welcome(n, Channel.EMAIL if n % 2 else Channel.SMS) for n in range(NOTIFICATIONS)
-    ]
+    requests = [welcome(n, Channel.EMAIL if n % 2 else Channel.SMS) for n in range(NOTIFICATIONS)]
     enqueue(stack, requests)
 
     # When the stack runs to quiescence
