@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from notifications.channels.email import SesEmailProvider
 from notifications.errors import PermanentError
 from notifications.ledger import DynamoLedger
@@ -20,15 +18,6 @@ from tests.reliability.helpers import (
     ledger_items,
     provider_calls,
     welcome,
-)
-
-BUG = (
-    "DynamoLedger.begin_attempt grants a claim on any record that is not SENT, so a duplicate "
-    "delivery of a DEAD_LETTERED or PURGED notification is sent (and, if it fails again, "
-    "dead-lettered and alerted a second time). Fix: refuse the claim unless the status is "
-    "REQUESTED, RETRYING, DEFERRED, SENDING (expired lease) or REDRIVEN (e.g. ConditionExpression "
-    "'#s IN (:requested, :retrying, :deferred, :sending, :redriven)' for existing records), and "
-    "have the sender acknowledge such a message as a duplicate."
 )
 
 
@@ -48,7 +37,6 @@ def dead_letter_once(stack, monkeypatch, request):
     failing[0] = False  # the provider is healthy again
 
 
-@pytest.mark.xfail(strict=True, reason=BUG)
 def test_a_duplicate_delivery_of_a_dead_letter_is_not_sent(stack, monkeypatch):
     # Given a notification dead-lettered by a permanent failure
     request = welcome(1)
@@ -64,7 +52,6 @@ def test_a_duplicate_delivery_of_a_dead_letter_is_not_sent(stack, monkeypatch):
     assert dead_letters_recorded(stack) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=BUG)
 def test_a_duplicate_delivery_of_a_purged_notification_is_not_sent(stack, monkeypatch, clock):
     # Given a dead letter an operator purged ("must never go out", docs/operations.md)
     request = welcome(2)

@@ -65,7 +65,6 @@ EXPECTED_REACH = {
         "PushQueue",
         "WebhookQueue",
         "EventsDLQ",
-        "NotificationsDLQ",
         "LedgerTable",
         "PreferencesTable",
         "WebhookSubscriptionsTable",
@@ -234,14 +233,6 @@ def test_no_role_can_read_every_queue_in_the_account():
         assert not any(a.endswith("AWSLambdaSQSQueueExecutionRole") for a in arns), role_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "least-privilege gap: FanOutFunction is granted sqs:SendMessage* on NotificationsDLQ "
-        "but never sends there (notifications/fanout.py writes only the channel queues and "
-        "EventsDLQ). Fix: drop that SQSSendMessagePolicy from FanOutFunction in template.yaml."
-    ),
-)
 def test_the_fan_out_cannot_write_the_notifications_dlq():
     reach = set()
     for role_id, statement in statements():

@@ -40,7 +40,7 @@ USERS = {
 PROVIDERS = {Channel.EMAIL: SesEmailProvider, Channel.SMS: SnsSmsProvider}
 FINAL = {"SENT", "SUPPRESSED", "DEAD_LETTERED"}
 # One alarm per dead letter, and none for anything else: see check() and test_final_states.py
-STRICT_ALARMS = False
+STRICT_ALARMS = True
 
 
 class ProcessKilled(BaseException):

@@ -22,6 +22,11 @@ from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested, NotificationStatus, utc_iso
 
 PURGED = NotificationStatus.PURGED.value
+SETTLED_STATUSES = {
+    NotificationStatus.DEAD_LETTERED.value,
+    NotificationStatus.PURGED.value,
+    NotificationStatus.SUPPRESSED.value,
+}
 
 # Ledger items expire (DynamoDB TTL) this long after their last change.
 RETENTION = timedelta(days=400)
@@ -31,6 +36,7 @@ MAX_ERRORS_KEPT = 20
 class Claim(StrEnum):
     GRANTED = "granted"  # go ahead and send
     ALREADY_SENT = "already_sent"  # a duplicate delivery: acknowledge, do not send
+    SETTLED = "settled"  # dead-lettered, purged or suppressed: a late duplicate, never sent
     LEASED = "leased"  # another invocation is sending it right now
 
 
@@ -149,7 +155,8 @@ class DynamoLedger:
         self, request: NotificationRequested, lease_until: datetime, now: datetime
     ) -> AttemptClaim:
         """Claim the notification for one real attempt: counts the attempt and takes a lease
-        until ``lease_until``. Refused when it is SENT already or another lease is live."""
+        until ``lease_until``. Refused when it is settled (SENT, DEAD_LETTERED, PURGED,
+        SUPPRESSED: only an operator's redrive reopens one) or another lease is live."""
         try:
             response = self._table().update_item(
                 Key={"notification_id": request.notification_id},
@@ -159,12 +166,16 @@ class DynamoLedger:
                 ),
                 ConditionExpression=(
                     "attribute_not_exists(notification_id) OR "
-                    "(#s <> :sent AND (attribute_not_exists(lease_until) OR lease_until < :now))"
+                    "(NOT #s IN (:sent, :dead, :purged, :suppressed) AND "
+                    "(attribute_not_exists(lease_until) OR lease_until < :now))"
                 ),
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":sending": NotificationStatus.SENDING.value,
                     ":sent": NotificationStatus.SENT.value,
+                    ":dead": NotificationStatus.DEAD_LETTERED.value,
+                    ":purged": NotificationStatus.PURGED.value,
+                    ":suppressed": NotificationStatus.SUPPRESSED.value,
                     ":lease": utc_iso(lease_until),
                     ":now": utc_iso(now),
                     ":zero": 0,
@@ -178,6 +189,8 @@ class DynamoLedger:
             old = self.get(request.notification_id) or {}
             if old.get("status") == NotificationStatus.SENT.value:
                 return AttemptClaim(Claim.ALREADY_SENT, int(old.get("attempts", 0)))
+            if old.get("status") in SETTLED_STATUSES:
+                return AttemptClaim(Claim.SETTLED, int(old.get("attempts", 0)))
             lease = old.get("lease_until")
             return AttemptClaim(
                 Claim.LEASED,

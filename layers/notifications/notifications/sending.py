@@ -197,8 +197,10 @@ class Sender:
                 )
 
         claim = self.ledger.begin_attempt(request, lease_until=now + self._lease, now=now)
-        if claim.outcome is Claim.ALREADY_SENT:
-            logger.info("duplicate delivery skipped", extra=_log_ids(request))
+        if claim.outcome in (Claim.ALREADY_SENT, Claim.SETTLED):
+            logger.info(
+                "duplicate delivery skipped", extra={**_log_ids(request), "claim": claim.outcome}
+            )
             return Outcome("duplicate")
         if claim.outcome is Claim.LEASED:
             wait = (claim.lease_until - now).total_seconds() if claim.lease_until else 30.0
