@@ -6,6 +6,9 @@ DeadLettered, Deferred, Suppressed (counts) and DeliveryLatency (milliseconds).
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
 from collections import defaultdict
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -14,7 +17,23 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider,
 )
 
-logger = Logger()
+
+class _CurrentStdout(io.TextIOBase):
+    """Writes to whatever ``sys.stdout`` is at the time of writing. A plain StreamHandler keeps
+    the stdout of the moment the logger was made; this one follows a host that redirects
+    stdout per invocation (the local runtime, test runners). In Lambda both are the same."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def writable(self) -> bool:
+        return True
+
+
+logger = Logger(logger_handler=logging.StreamHandler(_CurrentStdout()))
 tracer = Tracer()
 metrics = Metrics()
 
