@@ -26,28 +26,14 @@ from typing import Any
 
 import common
 
+from tests.samples import welcome as _welcome
+
 NOW = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
 
 def welcome(n: int) -> Any:
-    """An email welcome notification (as ``tests/integration/test_sender_batch.welcome``)."""
-    from notifications.models import Channel, NotificationRequested, notification_id
-
-    recipient = f"user{n}@example.com"
-    return NotificationRequested(
-        notification_id=notification_id(f"evt-{n}", Channel.EMAIL, recipient, "welcome"),
-        channel=Channel.EMAIL,
-        recipient=recipient,
-        template_id="welcome",
-        category="account",
-        data={"name": f"User {n}", "user_id": f"user-{n}"},
-        user_id=f"user-{n}",
-        event_id=f"evt-{n}",
-        event_type="UserRegistered",
-        correlation_id=f"evt-{n}",
-        occurred_at=NOW,
-        requested_at=NOW,
-    )
+    """An email welcome notification at the benchmark clock's start."""
+    return _welcome(n, at=NOW)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from notifications.errors import RetryableError
 from notifications.queues import SqsQueues
 from notifyctl.cli import app
 from notifyctl.dashboard import compute, percentile
-from tests.integration.test_sender_batch import welcome
+from tests.samples import welcome
 
 SENT, DEAD, RETRIED = 6, 2, 3  # N sent first time, M dead-lettered, K sent on the second try
 

@@ -9,9 +9,8 @@ from notifications.channels.email import SesEmailProvider
 from notifications.errors import RetryableError
 from notifications.ledger import DynamoLedger
 from notifyctl.cli import app
-from tests.integration.test_sender_batch import welcome
 from tests.observe import sent_emails
-from tests.samples import load_event
+from tests.samples import load_event, welcome
 
 runner = CliRunner()
 

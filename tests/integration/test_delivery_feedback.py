@@ -8,8 +8,7 @@ import pytest
 from notifications.ledger import DynamoLedger
 from notifications.models import Channel
 from notifications.preferences import DynamoPreferencesStore, Preferences
-from tests.integration.test_sender_batch import welcome
-from tests.samples import load_event
+from tests.samples import load_event, welcome
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 SAMPLE_ID = "6b1f6d0e-0b7c-5a3f-9d52-7f1f2a4c9e10"  # the tag in events/delivery_feedback/ses-*

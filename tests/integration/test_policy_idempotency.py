@@ -8,9 +8,8 @@ from notifications.channels.email import SesEmailProvider
 from notifications.ledger import DynamoLedger
 from notifications.queues import SqsQueues
 from notifyctl.local.pollers import sqs_event_record
-from tests.integration.test_sender_batch import welcome
 from tests.observe import sent_emails
-from tests.samples import load_event
+from tests.samples import load_event, welcome
 
 
 def receive_all(stack, logical_id):

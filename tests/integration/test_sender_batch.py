@@ -1,32 +1,10 @@
 """A batch carries on past a bad message; a duplicate delivery never sends twice."""
 
-from datetime import UTC, datetime
-
 from notifications.ledger import DynamoLedger
-from notifications.models import Channel, NotificationRequested, notification_id
 from notifications.queues import SqsQueues
 from tests.integration.test_sender_backoff import all_messages, depth, set_mapping
 from tests.observe import sent_emails
-
-NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-
-def welcome(n: int) -> NotificationRequested:
-    recipient = f"user{n}@example.com"
-    return NotificationRequested(
-        notification_id=notification_id(f"evt-{n}", Channel.EMAIL, recipient, "welcome"),
-        channel=Channel.EMAIL,
-        recipient=recipient,
-        template_id="welcome",
-        category="account",
-        data={"name": f"User {n}", "user_id": f"user-{n}"},
-        user_id=f"user-{n}",
-        event_id=f"evt-{n}",
-        event_type="UserRegistered",
-        correlation_id=f"evt-{n}",
-        occurred_at=NOW,
-        requested_at=NOW,
-    )
+from tests.samples import welcome
 
 
 def test_one_poison_message_and_nine_good_ones(stack):

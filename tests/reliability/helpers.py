@@ -11,10 +11,12 @@ from typing import Any
 from moto.backends import get_backend
 
 from notifications.ledger import DynamoLedger
-from notifications.models import Channel, NotificationRequested, notification_id
+from notifications.models import Channel, NotificationRequested
 from notifications.queues import SqsQueues
 from notifyctl.local.stack import LocalStack
-from tests.conftest import START
+from tests.samples import phone, welcome
+
+__all__ = ["phone", "welcome"]  # re-exported for the suites here
 
 REGION = "us-east-1"
 FINAL = frozenset({"SENT", "DEAD_LETTERED", "SUPPRESSED"})
@@ -24,35 +26,6 @@ QUEUE_OF = {
     Channel.PUSH: "PushQueue",
     Channel.WEBHOOK: "WebhookQueue",
 }
-
-
-def phone(n: int) -> str:
-    """A valid E.164 number per user (the 415-555 range the other suites use)."""
-    return f"+1415555{n % 10_000:04d}"
-
-
-def welcome(
-    n: int, channel: Channel = Channel.EMAIL, event: str | None = None
-) -> NotificationRequested:
-    """A welcome notification for user ``n`` on ``channel`` (email or SMS): one user each,
-    so the per-user rate limit never defers it."""
-    recipient = f"user{n}@example.com" if channel is Channel.EMAIL else phone(n)
-    event_id = event or f"evt-{n}"
-    occurred = datetime.fromtimestamp(START.timestamp(), UTC)
-    return NotificationRequested(
-        notification_id=notification_id(event_id, channel, recipient, "welcome"),
-        channel=channel,
-        recipient=recipient,
-        template_id="welcome",
-        category="account",
-        data={"name": f"User {n}", "user_id": f"user-{n}"},
-        user_id=f"user-{n}",
-        event_id=event_id,
-        event_type="UserRegistered",
-        correlation_id=event_id,
-        occurred_at=occurred,
-        requested_at=occurred,
-    )
 
 
 def enqueue(
