@@ -116,7 +116,9 @@ class _StdoutRouter(io.TextIOBase):
         return True
 
     def flush(self) -> None:
-        if self._buffer is None:
+        # At interpreter exit logging flushes its handlers after a test runner may have closed
+        # the stdout it lent us; there is nothing left to flush then.
+        if self._buffer is None and not self._fallback.closed:
             self._fallback.flush()
 
     @contextmanager

@@ -53,8 +53,9 @@ MANAGED = {
     "AWSLambdaBasicExecutionRole": "CloudWatch Logs for the function's own output (logs:* on "
     "log groups; each function's group is named in the template)",
     "AWSXrayWriteOnlyAccess": "Tracing: Active; X-Ray has no resource-level permissions",
-    "AWSLambdaSQSQueueExecutionRole": "added by SAM for SQS event sources (see the xfail below)",
 }
+# What a Lambda event source mapping polls an SQS queue with (it runs with the function's role).
+POLLER_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
 # What each function (and the scheduler role) can reach: logical ids of the stack's resources,
 # or the stack-named patterns it owns.
@@ -89,7 +90,7 @@ EXPECTED_REACH = {
         "lambda:event-source-mapping:*",
     },
     "BreakerCheckFunctionRole": {"PolicyStateTable", "lambda:event-source-mapping:*"},
-    "DlqAlarmFunctionRole": {"AlertsTopic", "LedgerTable"},
+    "DlqAlarmFunctionRole": {"NotificationsDLQ", "AlertsTopic", "LedgerTable"},
     "DeliveryFeedbackFunctionRole": {"LedgerTable", "PreferencesTable", "EventsDLQ"},
     "DeferralSchedulerRole": {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"},
 }
@@ -141,7 +142,7 @@ def targets(resource: Any) -> set[str]:
                 found |= referenced
             elif isinstance(value, dict) and "Ref" in value:  # a parameter
                 text = text.replace(f"${{{name}}}", f"${{{value['Ref']}}}")
-        for name in re.findall(r"\$\{([A-Za-z0-9]+)\}", text):
+        for name in re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}", text):  # X, X.Arn
             if name in logical_ids:
                 found.add(name)
         if found:
@@ -213,24 +214,72 @@ def test_each_function_reaches_only_what_it_uses():
 def test_managed_policies_are_the_known_ones():
     for role_id, role in resources_of("AWS::IAM::Role").items():
         for arn in role["Properties"].get("ManagedPolicyArns", []):
-            assert arn.rsplit("/", 1)[-1] in MANAGED, (role_id, arn)
+            assert managed_policy_name(arn) in MANAGED, (role_id, arn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "least-privilege gap: SAM attaches AWSLambdaSQSQueueExecutionRole (sqs:ReceiveMessage, "
-        "sqs:DeleteMessage, sqs:GetQueueAttributes on Resource '*') to SenderFunctionRole and "
-        "DlqAlarmFunctionRole for their SQS event sources, so either could read and delete "
-        "messages of any queue in the account. Fix: give both functions explicit roles "
-        "(Role: !GetAtt ...) with SQSPollerPolicy-equivalent statements on their own queues "
-        "(the DLQ alarm function needs one for NotificationsDLQ)."
-    ),
-)
+def managed_policy_name(arn: Any) -> str:
+    """The name in a managed policy ARN, written as SAM does or as !Sub with the partition."""
+    text = arn["Fn::Sub"] if isinstance(arn, dict) else arn
+    assert isinstance(text, str), arn
+    assert re.match(r"arn:(aws|\$\{AWS::Partition\}):iam::aws:policy/", text), arn
+    return text.rsplit("/", 1)[-1]
+
+
 def test_no_role_can_read_every_queue_in_the_account():
-    for role_id, role in resources_of("AWS::IAM::Role").items():
-        arns = role["Properties"].get("ManagedPolicyArns", [])
-        assert not any(a.endswith("AWSLambdaSQSQueueExecutionRole") for a in arns), role_id
+    # Given every role of the translated stack, the SQS-polling ones included
+    roles = resources_of("AWS::IAM::Role")
+    assert {"SenderFunctionRole", "DlqAlarmFunctionRole"} <= set(roles)
+    for role_id, role in roles.items():
+        # Then none carries SAM's AWSLambdaSQSQueueExecutionRole (receive/delete on "*")
+        names = {managed_policy_name(a) for a in role["Properties"].get("ManagedPolicyArns", [])}
+        assert "AWSLambdaSQSQueueExecutionRole" not in names, role_id
+    # And no statement grants an SQS action on "*"
+    for role_id, statement in statements():
+        if any(action.startswith("sqs:") for action in as_list(statement["Action"])):
+            assert "*" not in as_list(statement["Resource"]), role_id
+
+
+def sqs_event_sources(function_id: str) -> set[str]:
+    """The queues the function's event source mappings poll, as logical ids."""
+    return {
+        mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]
+        for mapping in resources_of("AWS::Lambda::EventSourceMapping").values()
+        if mapping["Properties"]["FunctionName"] == {"Ref": function_id}
+    }
+
+
+def queues_granted(role_id: str, action: str) -> set[str]:
+    """The queues (logical ids, or "*") a role may call ``action`` on, managed policies included."""
+    role = cfn()["Resources"][role_id]["Properties"]
+    managed = {managed_policy_name(a) for a in role.get("ManagedPolicyArns", [])}
+    granted: set[str] = set()
+    if "AWSLambdaSQSQueueExecutionRole" in managed and action in POLLER_ACTIONS:
+        granted.add("*")  # that policy grants the poller actions on every queue
+    for found_role, statement in statements():
+        if found_role == role_id and action in as_list(statement["Action"]):
+            for resource in as_list(statement["Resource"]):
+                granted |= targets(resource)
+    return granted
+
+
+@pytest.mark.parametrize(
+    ("function_id", "own_queues"),
+    [
+        ("SenderFunction", {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"}),
+        ("DlqAlarmFunction", {"NotificationsDLQ"}),
+    ],
+)
+def test_the_pollers_may_receive_and_delete_only_their_own_queues(function_id, own_queues):
+    # Given the function's SQS event sources: the queues it polls
+    assert sqs_event_sources(function_id) == own_queues
+    role_id = f"{function_id}Role"
+    # Then each poller action names exactly those queues: every one of them (the mapping can
+    # poll) and no other (not each other's, not the fan-out's EventsDLQ, not "*")
+    for action in sorted(POLLER_ACTIONS):
+        assert queues_granted(role_id, action) == own_queues, (role_id, action)
+    # And the sender's backoff may change the visibility of its own queues only
+    expected_visibility = own_queues if function_id == "SenderFunction" else set()
+    assert queues_granted(role_id, "sqs:ChangeMessageVisibility") == expected_visibility
 
 
 def test_the_fan_out_cannot_write_the_notifications_dlq():
@@ -301,10 +350,6 @@ SERVERLESS_RULES_JUSTIFIED = {
     ("ES1001", "SenderFunctionPushQueueEvent"),
     ("ES1001", "SenderFunctionWebhookQueueEvent"),
     ("ES1001", "DlqAlarmFunctionNotificationsDLQEvent"),
-    # cfn-lint's SQS action list lacks the batch actions SAM's SQSPollerPolicy grants
-    # (sqs:ChangeMessageVisibilityBatch, sqs:DeleteMessageBatch; IAM authorizes them through the
-    # single-message actions): a gap in cfn-lint's data, not in the policy.
-    ("W3037", "*"),
     # Style only: a Fn::Sub without variables in the translator's output.
     ("W1020", "*"),
 }

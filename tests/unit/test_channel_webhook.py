@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from notifications.channels.base import RenderedMessage
 from notifications.channels.ssrf import HttpResponse, Target
 from notifications.channels.webhook import (
+    CachedSubscriptionStore,
     WebhookProvider,
     WebhookSubscription,
     new_secret,
@@ -307,3 +308,67 @@ def test_retry_after_is_read_as_seconds_or_a_date(
     header: str | None, seconds: float | None
 ) -> None:
     assert parse_retry_after(header, NOW) == seconds
+
+
+@dataclass
+class CountingStore:
+    """A store that counts reads and really disables."""
+
+    subscription: WebhookSubscription
+    reads: int = 0
+
+    def get(self, subscription_id: str) -> WebhookSubscription | None:
+        self.reads += 1
+        return self.subscription if subscription_id == self.subscription.subscription_id else None
+
+    def disable(self, subscription_id: str, reason: str) -> None:
+        self.subscription = replace(self.subscription, enabled=False, disabled_reason=reason)
+
+
+def cached_provider(transport: FakeTransport) -> tuple[WebhookProvider, CountingStore, list[float]]:
+    now = [0.0]
+    store = CountingStore(
+        WebhookSubscription(
+            subscription_id="sub-1",
+            url="https://hooks.example.com/in",
+            event_types=("OrderPlaced",),
+        )
+    )
+    built = WebhookProvider(
+        subscriptions=CachedSubscriptionStore(store, ttl_seconds=60, monotonic=lambda: now[0]),
+        keys=FakeKeys([NEW_SECRET]),
+        transport=transport,
+        resolver=public_dns,
+        clock=lambda: NOW,
+    )
+    return built, store, now
+
+
+def test_the_sender_reads_a_subscription_once_a_minute_not_once_a_delivery() -> None:
+    # Given a provider over a cached subscription store
+    transport = FakeTransport()
+    sender, store, now = cached_provider(transport)
+    # When it delivers three times within a minute, then once a minute later
+    for at in (0.0, 10.0, 59.9):
+        now[0] = at
+        sender.send(make_request(), RenderedMessage(payload=PAYLOAD))
+    assert store.reads == 1
+    now[0] = 60.0
+    sender.send(make_request(), RenderedMessage(payload=PAYLOAD))
+    # Then four deliveries went out on two reads
+    assert len(transport.posts) == 4
+    assert store.reads == 2
+
+
+def test_a_410_disables_the_cached_subscription_at_once() -> None:
+    # Given a cached subscription whose endpoint answers 410 Gone
+    transport = FakeTransport(status=410)
+    sender, _, _ = cached_provider(transport)
+    with pytest.raises(PermanentError):
+        sender.send(make_request(), RenderedMessage(payload=PAYLOAD))
+    # When the next delivery comes within the same minute
+    with pytest.raises(PermanentError) as failure:
+        sender.send(make_request(), RenderedMessage(payload=PAYLOAD))
+    # Then it is refused as disabled without calling the endpoint again
+    assert failure.value.reason == "subscription_disabled"
+    assert len(transport.posts) == 1

@@ -9,11 +9,15 @@ from typing import Any, Generic, TypeVar
 import boto3
 from botocore.config import Config
 
-# Adaptive client-side retries for throttling; timeouts well inside a Lambda's own.
+# Standard client-side retries for throttling; timeouts well inside a Lambda's own.
+# A fixed User-Agent: botocore otherwise rebuilds its structured one (sanitizing every
+# component, character by character) twice per request, about 0.1 ms of each call's CPU here;
+# what is lost is only the SDK's own telemetry tags in the header.
 _CONFIG = Config(
     retries={"max_attempts": 3, "mode": "standard"},
     connect_timeout=5,
     read_timeout=10,
+    user_agent="serverless-notifications/1",  # botocore appends "Botocore/<version>"
 )
 
 

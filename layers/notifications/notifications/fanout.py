@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from notifications.caching import TtlCache
 from notifications.errors import PermanentError
 from notifications.ledger import Ledger
 from notifications.models import EVENT_TYPES, Channel, DomainEvent, EventEnvelope
@@ -40,17 +41,10 @@ class CachedSubscriptions:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory = directory
-        self.ttl_seconds = ttl_seconds
-        self.monotonic = monotonic
-        self._cache: dict[str, tuple[float, Sequence[Subscription]]] = {}
+        self._cache: TtlCache[str, Sequence[Subscription]] = TtlCache(ttl_seconds, monotonic)
 
     def list_for_event(self, event_type: str) -> Sequence[Subscription]:
-        now = self.monotonic()
-        cached = self._cache.get(event_type)
-        if cached is None or now - cached[0] >= self.ttl_seconds:
-            cached = (now, self.directory.list_for_event(event_type))
-            self._cache[event_type] = cached
-        return cached[1]
+        return self._cache.get(event_type, lambda: self.directory.list_for_event(event_type))
 
 
 class InvalidEvent(PermanentError):

@@ -2,20 +2,33 @@
 
 Metrics go to namespace ``Notifications`` with dimension ``Channel``: Sent, Failed, Retried,
 DeadLettered, Deferred, Suppressed (counts) and DeliveryLatency (milliseconds).
+
+The tracer is Powertools' ``Tracer`` only where tracing is on (see ``LambdaTracer``): the
+Powertools Tracer imports the AWS X-Ray SDK even when disabled, about half of a cold start.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider,
 )
+from aws_lambda_powertools.shared import constants
+from aws_lambda_powertools.shared.functions import strtobool
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Tracer
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 class _CurrentStdout(io.TextIOBase):
@@ -33,8 +46,58 @@ class _CurrentStdout(io.TextIOBase):
         return True
 
 
+def tracing_enabled() -> bool:
+    """Whether Powertools' Tracer would trace here: not when ``POWERTOOLS_TRACE_DISABLED`` is
+    true (the template sets it unless ``TraceAwsCalls`` is on), nor outside Lambda
+    (no ``LAMBDA_TASK_ROOT``), nor under ``sam local`` or chalice: Powertools' own rules."""
+    if strtobool(os.environ.get(constants.TRACER_DISABLED_ENV, "false")):
+        return False
+    if not os.environ.get(constants.LAMBDA_TASK_ROOT_ENV):
+        return False
+    return not (
+        os.environ.get(constants.SAM_LOCAL_ENV) or os.environ.get(constants.CHALICE_LOCAL_ENV)
+    )
+
+
+class LambdaTracer:
+    """Powertools' ``Tracer``, created only where tracing is on.
+
+    Where it is off, ``capture_lambda_handler`` returns the handler itself and the X-Ray SDK
+    is never imported. Where it is on, the Tracer is created at import as before and the
+    decorator is Powertools' own (handler subsegment,
+    ColdStart and Service annotations, response and error metadata, boto3 and other supported
+    libraries patched so each AWS call is a subsegment). Lambda's active tracing records the
+    invocation either way; it needs no SDK in the function."""
+
+    def __init__(self) -> None:
+        self._tracer: Tracer | None = None
+        if self.enabled:
+            # As before: patched at import, so every function's AWS calls are traced, the
+            # breaker check's too (it has no handler decorator).
+            _ = self.powertools
+
+    @property
+    def enabled(self) -> bool:
+        return tracing_enabled()
+
+    @property
+    def powertools(self) -> Tracer:
+        """The Powertools Tracer (imports and, where tracing is on, patches with X-Ray)."""
+        if self._tracer is None:
+            from aws_lambda_powertools import Tracer
+
+            self._tracer = Tracer()
+        return self._tracer
+
+    def capture_lambda_handler(self, handler: Handler) -> Handler:
+        """Powertools' ``capture_lambda_handler`` where tracing is on, else ``handler``."""
+        if not self.enabled:
+            return handler
+        return cast(Handler, self.powertools.capture_lambda_handler(handler))
+
+
 logger = Logger(logger_handler=logging.StreamHandler(_CurrentStdout()))
-tracer = Tracer()
+tracer = LambdaTracer()
 metrics = Metrics()
 
 COUNT_METRICS = (

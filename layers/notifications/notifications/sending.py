@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -395,46 +395,91 @@ def _log_ids(request: NotificationRequested) -> dict[str, str]:
     }
 
 
-def build_providers(settings: SenderSettings) -> dict[Channel, ChannelProvider]:
-    """One provider per channel, wrapped in fault injection when ``FAILURE_RATE`` > 0."""
-    from notifications.channels.email import S3AttachmentStore, SesEmailProvider
+def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvider]:
+    """One provider per channel, built on first use, so a cold start loads only the libraries
+    of the channel its batch holds (a batch comes from one channel queue). Wrapped in fault
+    injection when ``FAILURE_RATE`` > 0: one ``random.Random(FAILURE_SEED)`` shared by all
+    channels, drawn from in the order of sends, as when they were built eagerly."""
     from notifications.channels.faults import FaultInjectingProvider
-    from notifications.channels.push import SnsPushProvider
-    from notifications.channels.sms import SnsSmsProvider
-    from notifications.channels.webhook import (
-        DynamoSubscriptionStore,
-        SecretsManagerSigningKeys,
-        WebhookProvider,
-    )
 
-    providers: dict[Channel, ChannelProvider] = {
-        Channel.EMAIL: SesEmailProvider(
+    def email() -> ChannelProvider:
+        from notifications.channels.email import S3AttachmentStore, SesEmailProvider
+
+        return SesEmailProvider(
             sender=settings.sender_email,
             configuration_set=settings.ses_configuration_set,
             attachments=S3AttachmentStore() if settings.attachments_bucket else None,
             unsubscribe_url=settings.unsubscribe_url,
-        ),
-        Channel.SMS: SnsSmsProvider(
+        )
+
+    def sms() -> ChannelProvider:
+        from notifications.channels.sms import SnsSmsProvider
+
+        return SnsSmsProvider(
             sms_type=settings.sms_type,
             sender_id=settings.sms_sender_id,
             max_segments=settings.sms_max_segments,
-        ),
-        Channel.PUSH: SnsPushProvider(),
-        Channel.WEBHOOK: WebhookProvider(
-            DynamoSubscriptionStore(settings.webhook_subscriptions_table),
+        )
+
+    def push() -> ChannelProvider:
+        from notifications.channels.push import SnsPushProvider
+
+        return SnsPushProvider()
+
+    def webhook() -> ChannelProvider:
+        from notifications.channels.webhook import (
+            CachedSubscriptionStore,
+            DynamoSubscriptionStore,
+            SecretsManagerSigningKeys,
+            WebhookProvider,
+        )
+
+        return WebhookProvider(
+            CachedSubscriptionStore(
+                DynamoSubscriptionStore(settings.webhook_subscriptions_table), monotonic=time.time
+            ),
             # Wall-clock expiry (not monotonic) so a controlled clock in tests ages it too.
             SecretsManagerSigningKeys(settings.webhook_secret_prefix, monotonic=time.time),
             timeout=settings.webhook_timeout_seconds,
             allow_loopback=settings.webhook_allow_loopback,
-        ),
+        )
+
+    factories: dict[Channel, Callable[[], ChannelProvider]] = {
+        Channel.EMAIL: email,
+        Channel.SMS: sms,
+        Channel.PUSH: push,
+        Channel.WEBHOOK: webhook,
     }
-    if settings.failure_rate > 0:
-        rng = random.Random(settings.failure_seed)
-        providers = {
-            channel: FaultInjectingProvider(provider, settings.failure_rate, rng)
-            for channel, provider in providers.items()
-        }
-    return providers
+    if settings.failure_rate <= 0:
+        return LazyProviders(factories)
+    rng = random.Random(settings.failure_seed)
+    return LazyProviders(
+        factories, lambda provider: FaultInjectingProvider(provider, settings.failure_rate, rng)
+    )
+
+
+class LazyProviders(Mapping[Channel, ChannelProvider]):
+    """Channel -> provider, each built by its factory (and ``wrap``-ped) on first access."""
+
+    def __init__(
+        self,
+        factories: Mapping[Channel, Callable[[], ChannelProvider]],
+        wrap: Callable[[ChannelProvider], ChannelProvider] = lambda provider: provider,
+    ) -> None:
+        self._factories = factories
+        self._wrap = wrap
+        self._built: dict[Channel, ChannelProvider] = {}
+
+    def __getitem__(self, channel: Channel) -> ChannelProvider:
+        if channel not in self._built:
+            self._built[channel] = self._wrap(self._factories[channel]())
+        return self._built[channel]
+
+    def __iter__(self) -> Iterator[Channel]:
+        return iter(self._factories)
+
+    def __len__(self) -> int:
+        return len(self._factories)
 
 
 def build_stages(settings: SenderSettings, function_name: str | None) -> PolicyStages:

@@ -12,15 +12,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, UndefinedError
-from jinja2.exceptions import SecurityError, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from notifications.channels.base import RenderedMessage
 from notifications.errors import PermanentError
 from notifications.models import Channel, NotificationRequested
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 TEMPLATE_ROOT = Path(__file__).parent / "message_templates"
 DEFAULT_LOCALE = "en"
@@ -60,6 +59,10 @@ class TemplateRenderer:
 
     @cached_property
     def _env(self) -> ImmutableSandboxedEnvironment:
+        # Jinja2 on first render: webhook batches (JSON payloads) never load it.
+        from jinja2 import FileSystemLoader, StrictUndefined
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
         env = ImmutableSandboxedEnvironment(
             loader=FileSystemLoader(str(self.root)),
             undefined=StrictUndefined,
@@ -106,8 +109,12 @@ class TemplateRenderer:
         self, template_id: str, locale: str, filename: str, data: Mapping[str, Any]
     ) -> str:
         name = f"{template_id}/{locale}/{filename}"
+        env = self._env
+        from jinja2 import TemplateNotFound, UndefinedError
+        from jinja2.exceptions import SecurityError, TemplateSyntaxError
+
         try:
-            return self._env.get_template(name).render(**data).strip()
+            return env.get_template(name).render(**data).strip()
         except UndefinedError as exc:
             match = _UNDEFINED_NAME.search(str(exc))
             variable = next((g for g in match.groups() if g), "?") if match else str(exc)

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from notifications.aws import LazyClient
+from notifications.caching import TtlCache
 from notifications.channels.aws_errors import classify_aws_error
 from notifications.channels.base import ProviderReceipt, RenderedMessage
 from notifications.channels.ssrf import (
@@ -60,6 +61,29 @@ class SubscriptionStore(Protocol):
     def get(self, subscription_id: str) -> WebhookSubscription | None: ...
 
     def disable(self, subscription_id: str, reason: str) -> None: ...
+
+
+class CachedSubscriptionStore:
+    """A subscription store whose reads are cached per instance for ``ttl_seconds``: the
+    sender would otherwise read the subscription once per webhook delivery. A disabled or
+    deleted subscription stops receiving within ``ttl_seconds`` (the fan-out's subscription
+    list has the same delay); ``disable`` goes through at once and evicts the entry."""
+
+    def __init__(
+        self,
+        store: SubscriptionStore,
+        ttl_seconds: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self._cache: TtlCache[str, WebhookSubscription | None] = TtlCache(ttl_seconds, monotonic)
+
+    def get(self, subscription_id: str) -> WebhookSubscription | None:
+        return self._cache.get(subscription_id, lambda: self.store.get(subscription_id))
+
+    def disable(self, subscription_id: str, reason: str) -> None:
+        self.store.disable(subscription_id, reason)
+        self._cache.evict(subscription_id)
 
 
 class DynamoSubscriptionStore:
@@ -225,9 +249,7 @@ class SecretsManagerSigningKeys:
         self._secrets: LazyClient[SecretsManagerClient] = LazyClient(
             "secretsmanager", client_factory
         )
-        self._cache_seconds = cache_seconds
-        self._monotonic = monotonic
-        self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._cache: TtlCache[str, list[str]] = TtlCache(cache_seconds, monotonic)
 
     def secret_name(self, subscription_id: str) -> str:
         return f"{self.prefix}{subscription_id}"
@@ -241,17 +263,11 @@ class SecretsManagerSigningKeys:
             )
         except Exception as error:
             raise classify_aws_error(error) from error
-        self._cache.pop(subscription_id, None)
+        self._cache.evict(subscription_id)
         return secret
 
     def active_secrets(self, subscription_id: str) -> list[str]:
-        cached = self._cache.get(subscription_id)
-        now = self._monotonic()
-        if cached is not None and now - cached[0] < self._cache_seconds:
-            return list(cached[1])
-        values = self._read(subscription_id)
-        self._cache[subscription_id] = (now, values)
-        return list(values)
+        return list(self._cache.get(subscription_id, lambda: self._read(subscription_id)))
 
     def _read(self, subscription_id: str) -> list[str]:
         try:
@@ -272,7 +288,7 @@ class SecretsManagerSigningKeys:
             )
         except Exception as error:
             raise classify_aws_error(error) from error
-        self._cache.pop(subscription_id, None)
+        self._cache.evict(subscription_id)
 
     def rotate(self, subscription_id: str, keep_old: int = 1) -> str:
         """Put a new secret first, keep the ``keep_old`` newest old ones; returns the new one."""
@@ -291,7 +307,7 @@ class SecretsManagerSigningKeys:
             )
         except Exception as error:
             raise classify_aws_error(error) from error
-        self._cache.pop(subscription_id, None)
+        self._cache.evict(subscription_id)
 
 
 # --------------------------------------------------------------------------- delivery

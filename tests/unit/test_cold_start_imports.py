@@ -1,0 +1,246 @@
+"""Cold start: what a handler imports before its first invocation, and the tracer switch.
+
+Each check that is about imports runs in a fresh interpreter (``sys.modules`` of the test
+process already holds everything), with the function's environment from ``events/env.json``
+and ``LAMBDA_TASK_ROOT`` set, as in Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from notifications.channels.faults import FaultInjectingProvider
+from notifications.models import Channel
+from notifications.sending import build_providers
+from notifications.settings import SenderSettings
+from tests.samples import load_event
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = {
+    "fan_out": "FanOutFunction",
+    "sender": "SenderFunction",
+    "dlq_alarm": "DlqAlarmFunction",
+    "breaker_check": "BreakerCheckFunction",
+    "delivery_feedback": "DeliveryFeedbackFunction",
+}
+TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def run_in_function(function: str, code: str, **overrides: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter in the function's directory and environment; the
+    lines it prints."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT / "layers" / "notifications"),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTIONS[function],
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function),
+        **load_event("env.json")[FUNCTIONS[function]],
+        **overrides,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "functions" / function,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.splitlines()
+
+
+def loaded(*modules: str) -> str:
+    """Code printing which of ``modules`` the interpreter has imported, as a JSON list."""
+    return (
+        f"import sys, json; print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))"
+    )
+
+
+def test_env_json_switches_the_tracer_off_for_every_function():
+    # Given the environment sam local and the benchmarks use (the template's default,
+    # TraceAwsCalls=false)
+    env = load_event("env.json")
+    # Then every function has Powertools tracing off
+    assert {
+        name: variables.get("POWERTOOLS_TRACE_DISABLED") for name, variables in env.items()
+    } == dict.fromkeys(FUNCTIONS.values(), "true")
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_handler_loads_the_xray_sdk_with_tracing_off(function):
+    # When a handler module is imported in Lambda with POWERTOOLS_TRACE_DISABLED=true
+    lines = run_in_function(function, "import app\n" + loaded("aws_xray_sdk", "wrapt"))
+    # Then neither the X-Ray SDK nor its wrapt dependency was imported
+    assert json.loads(lines[-1]) == []
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_with_tracing_on_every_function_patches_boto3_at_import(function):
+    # When a handler module is imported in Lambda with TraceAwsCalls=true
+    code = """
+import app
+from aws_xray_sdk.core.patcher import _PATCHED_MODULES
+print("botocore" in _PATCHED_MODULES)
+"""
+    lines = run_in_function(function, code, POWERTOOLS_TRACE_DISABLED="false")
+    # Then the X-Ray SDK has patched botocore, as Powertools does: the breaker check, which
+    # has no handler decorator, traces its AWS calls too
+    assert lines[-1] == "True"
+
+
+def test_sender_cold_start_leaves_channel_libraries_for_first_use():
+    # When the sender is imported, and then its email provider and recipient check are used
+    code = f"""
+import app
+{loaded("phonenumbers", "email_validator", "jinja2", "notifications.channels.webhook")}
+from notifications.models import Channel
+from notifications.channels.email import validate_recipient
+app.sender.providers[Channel.EMAIL]
+validate_recipient("alice@example.com")
+{loaded("phonenumbers", "email_validator", "notifications.channels.webhook")}
+from notifications.channels.sms import validate_phone
+app.sender.providers[Channel.SMS]
+validate_phone("+14155550100")
+{loaded("phonenumbers")}
+"""
+    at_import, after_email, after_sms = (
+        json.loads(line) for line in run_in_function("sender", code)
+    )
+    # Then the import loads no channel library
+    assert at_import == []
+    # And the first email loads only what email needs
+    assert after_email == ["email_validator"]
+    # And SMS brings its phone number library when it first checks a number
+    assert after_sms == ["phonenumbers"]
+
+
+def test_traced_handler_reports_its_subsegment_and_aws_calls_to_the_daemon():
+    # Given a stand-in X-Ray daemon and a sampled Lambda trace, with tracing on
+    # (TraceAwsCalls=true sets POWERTOOLS_TRACE_DISABLED=false)
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(60)
+    code = """
+import boto3
+from botocore.config import Config
+from notifications.observability import tracer
+
+@tracer.capture_lambda_handler
+def handler(event, context):
+    sqs = boto3.client("sqs", endpoint_url="http://127.0.0.1:9",
+                       config=Config(retries={"total_max_attempts": 1}, connect_timeout=5))
+    try:
+        sqs.list_queues()
+    except Exception:
+        pass
+    return {"handled": event["n"]}
+
+print(handler({"n": 7}, None))
+"""
+    with daemon:
+        # When the handler runs
+        lines = run_in_function(
+            "sender",
+            code,
+            POWERTOOLS_TRACE_DISABLED="false",
+            AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
+            _X_AMZN_TRACE_ID=TRACE_HEADER,
+        )
+        documents = []
+        while not any(d.get("name") == "## handler" for d in documents):
+            datagram = daemon.recv(65536).decode()
+            documents.append(json.loads(datagram.split("\n", 1)[1]))
+    # Then it returns what the handler returned
+    assert lines[-1] == "{'handled': 7}"
+    # And the daemon got the SQS call (patched boto3) and the handler's own subsegment
+    by_name = {d["name"]: d for d in documents}
+    handler = by_name["## handler"]
+    assert by_name["sqs"]["namespace"] == "aws"
+    assert by_name["sqs"]["aws"]["operation"] == "ListQueues"
+    assert by_name["sqs"]["parent_id"] == handler["id"]
+    assert handler["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert handler["annotations"] == {"ColdStart": True, "Service": "notifications"}
+    assert handler["metadata"]["notifications"]["handler response"] == {"handled": 7}
+
+
+def test_tracing_off_leaves_the_handler_as_it_is(monkeypatch):
+    # Given tracing switched off as the template does by default
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("LAMBDA_TASK_ROOT", "/var/task")
+    from notifications.observability import LambdaTracer
+
+    def handler(event, context):
+        return {"n": event["n"]}
+
+    # When the handler is decorated
+    decorated = LambdaTracer().capture_lambda_handler(handler)
+    # Then it is the handler itself, answering as before
+    assert decorated is handler
+    assert decorated({"n": 3}, None) == {"n": 3}
+
+
+@pytest.mark.parametrize(
+    ("variables", "enabled"),
+    [
+        ({"POWERTOOLS_TRACE_DISABLED": "false", "LAMBDA_TASK_ROOT": "/var/task"}, True),
+        ({"LAMBDA_TASK_ROOT": "/var/task"}, True),
+        ({"POWERTOOLS_TRACE_DISABLED": "true", "LAMBDA_TASK_ROOT": "/var/task"}, False),
+        ({"POWERTOOLS_TRACE_DISABLED": "1", "LAMBDA_TASK_ROOT": "/var/task"}, False),
+        ({"POWERTOOLS_TRACE_DISABLED": "false"}, False),  # not in Lambda
+        (
+            {
+                "POWERTOOLS_TRACE_DISABLED": "false",
+                "LAMBDA_TASK_ROOT": "/var/task",
+                "AWS_SAM_LOCAL": "true",
+            },
+            False,
+        ),
+    ],
+)
+def test_tracing_is_on_where_powertools_would_trace(monkeypatch, variables, enabled):
+    from notifications.observability import tracing_enabled
+
+    for name in ("POWERTOOLS_TRACE_DISABLED", "LAMBDA_TASK_ROOT", "AWS_SAM_LOCAL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert tracing_enabled() is enabled
+
+
+def sender_settings(**variables: str) -> SenderSettings:
+    return SenderSettings.from_env({**load_event("env.json")["SenderFunction"], **variables})
+
+
+def test_providers_are_built_once_per_channel():
+    providers = build_providers(sender_settings())
+    # Then every channel has a provider, the same one each time it is asked for
+    assert set(providers) == set(Channel)
+    assert len(providers) == 4
+    assert all(providers[channel] is providers[channel] for channel in Channel)
+
+
+def test_fault_injection_draws_from_one_seeded_generator_in_send_order():
+    # Given FAILURE_RATE with a seed
+    providers = build_providers(sender_settings(FAILURE_RATE="0.5", FAILURE_SEED="7"))
+    # When channels are first used in any order
+    sms, email = providers[Channel.SMS], providers[Channel.EMAIL]
+    assert isinstance(sms, FaultInjectingProvider)
+    assert isinstance(email, FaultInjectingProvider)
+    # Then they share one generator seeded with FAILURE_SEED, so which sends fail depends
+    # on the order of sends alone, as when all providers were built up front
+    reference = random.Random(7)
+    assert sms.rng is email.rng is providers[Channel.WEBHOOK].rng
+    assert [email.rng.random(), sms.rng.random()] == [reference.random(), reference.random()]
+    assert email.failure_rate == 0.5
