@@ -285,25 +285,26 @@ class RunResult:
 
 class LatencyProbe:
     """Publish time per event id (PutEvents response), event id per notification (the
-    fan-out's REQUESTED PutItem), SENT time per notification (the sender's SENT UpdateItem)."""
+    fan-out's enqueue: each SQS message body is a NotificationRequested), SENT time per
+    notification (the sender's SENT UpdateItem)."""
 
     def __init__(self) -> None:
         self.published: dict[str, float] = {}
         self.event_of: dict[str, str] = {}
         self.sent_at: dict[str, float] = {}
-        self.requested = 0
+
+    @property
+    def requested(self) -> int:
+        return len(self.event_of)
 
     def on_request(self, service: str, operation: str, params: dict[str, Any]) -> None:
-        if service != "dynamodb":
-            return
-        if operation == "PutItem":
-            item = params.get("Item", {})
-            status = item.get("status", {})
-            if status in ("REQUESTED", {"S": "REQUESTED"}):
-                nid = _plain_s(item["notification_id"])
-                self.event_of[nid] = _plain_s(item["event_id"])
-                self.requested += 1
-        elif operation == "UpdateItem":
+        if service == "sqs" and operation in ("SendMessage", "SendMessageBatch"):
+            # A deferral puts the same body back: the first sighting counts.
+            for entry in params.get("Entries", [params]):
+                body = json.loads(entry["MessageBody"])
+                if "notification_id" in body and "event_id" in body:
+                    self.event_of.setdefault(body["notification_id"], body["event_id"])
+        elif service == "dynamodb" and operation == "UpdateItem":
             values = params.get("ExpressionAttributeValues", {})
             if values.get(":sent") in ("SENT", {"S": "SENT"}) and ":lat" in values:
                 self.sent_at.setdefault(_plain_s(params["Key"]["notification_id"]), time.time())

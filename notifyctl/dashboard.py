@@ -16,7 +16,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 SETTLED = {"SENT", "DEAD_LETTERED"}
-IN_FLIGHT = {"REQUESTED", "SENDING", "RETRYING", "DEFERRED", "REDRIVEN"}
+# A notification has a ledger record from its first claim or deferral on; before that it waits
+# in its channel queue, counted by ``queued``.
+IN_FLIGHT = {"SENDING", "RETRYING", "DEFERRED", "REDRIVEN"}
 RECENT = 5
 RECENT_EVENTS = 3
 
@@ -56,6 +58,7 @@ class Dashboard:
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     suppressed_by_reason: dict[str, int] = field(default_factory=dict)
     rejected_events: int = 0
+    queued: int = 0  # messages waiting (visible) in the channel queues
     # Sums of the Notifications metrics over the window, per metric and channel, from CloudWatch.
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     recent_failures: list[Failure] = field(default_factory=list)
@@ -83,6 +86,7 @@ def compute(
     awaiting_alarm: int = 0,
     rejected_total: int | None = None,
     since: datetime | None = None,
+    queued: int = 0,
 ) -> Dashboard:
     """Figures from ledger records (``DynamoLedger.scan``), EventsDLQ entries and the number of
     messages still in NotificationsDLQ (not yet recorded by the alarm function)."""
@@ -160,6 +164,7 @@ def compute(
             ).most_common()
         ),
         rejected_events=len(rejected_events) if rejected_total is None else rejected_total,
+        queued=queued,
         recent_failures=failures,
     )
 
@@ -183,6 +188,7 @@ def render(dashboard: Dashboard, console: Console) -> None:
         ("In DLQ:", f"{dashboard.in_dlq:,}"),
         ("Avg Retry:", "-" if dashboard.avg_retries is None else f"{dashboard.avg_retries:.2f}"),
         ("In flight:", f"{dashboard.in_flight:,}"),
+        ("Queued:", f"{dashboard.queued:,}"),
         ("Suppressed:", f"{dashboard.suppressed:,}"),
         ("Rejected events:", f"{dashboard.rejected_events:,}"),
     ):
@@ -235,7 +241,12 @@ def render(dashboard: Dashboard, console: Console) -> None:
 def collect(target: Any, since: datetime | None = None) -> Dashboard:
     """The dashboard of a stack (``notifyctl.target.StackTarget``)."""
     from notifications.ledger import DynamoLedger
-    from notifyctl.dead_letter_queues import depth, describe_events_dlq_message, peek
+    from notifyctl.dead_letter_queues import (
+        depth,
+        describe_events_dlq_message,
+        peek,
+        waiting,
+    )
 
     sqs = target.client("sqs")
     events_dlq = target.output("EventsDLQUrl")
@@ -246,6 +257,7 @@ def collect(target: Any, since: datetime | None = None) -> Dashboard:
         awaiting_alarm=depth(sqs, target.output("NotificationsDLQUrl")),
         rejected_total=depth(sqs, events_dlq),
         since=since,
+        queued=sum(waiting(sqs, target.output(f"{queue}Url")) for queue in CHANNEL_QUEUES),
     )
     figures.metrics = metric_totals(target.client("cloudwatch"), since)
     return figures
@@ -253,6 +265,7 @@ def collect(target: Any, since: datetime | None = None) -> Dashboard:
 
 METRIC_WINDOW = timedelta(days=1)  # without --since, CloudWatch totals cover the last day
 CHANNELS = ("email", "sms", "push", "webhook")
+CHANNEL_QUEUES = ("EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue")
 
 
 def metric_totals(cloudwatch: Any, since: datetime | None) -> dict[str, dict[str, float]]:

@@ -65,6 +65,14 @@ def peek(sqs: Any, queue_url: str, limit: int = 10) -> list[dict[str, Any]]:
     return list(response.get("Messages", []))
 
 
+def waiting(sqs: Any, queue_url: str) -> int:
+    """Messages ready to be received (not in flight, not delayed)."""
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
 def depth(sqs: Any, queue_url: str) -> int:
     attributes = sqs.get_queue_attributes(
         QueueUrl=queue_url,

@@ -46,6 +46,7 @@ def test_dashboard_json_matches_the_known_run(known_run):
     assert figures["failed"] == DEAD
     assert figures["in_dlq"] == DEAD
     assert figures["in_flight"] == 0
+    assert figures["queued"] == 0
     assert figures["success_rate"] == pytest.approx((SENT + RETRIED) / total)
     # retries: one for each of K, MaxAttempts - 1 = 2 for each of M
     assert figures["avg_retries"] == pytest.approx((RETRIED * 1 + DEAD * 2) / total)
@@ -95,3 +96,16 @@ def test_percentiles_and_since_window():
 
     recent = compute(records, since=datetime(2026, 11, 28, 12, 0, 3, tzinfo=UTC))
     assert recent.total == 2
+
+
+def test_notifications_waiting_in_their_queues_are_counted_as_queued(stack):
+    # Given three requests enqueued and not yet received by the sender (no ledger record yet)
+    SqsQueues().enqueue(stack.queue_url("EmailQueue"), [welcome(n) for n in range(3)])
+
+    # When the dashboard is asked
+    result = CliRunner().invoke(app, ["--stack-name", "notifications-local", "dashboard", "--json"])
+
+    # Then they show as queued, not as in flight or settled
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert (figures["queued"], figures["in_flight"], figures["total"]) == (3, 0, 0)

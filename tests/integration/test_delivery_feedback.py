@@ -25,7 +25,7 @@ def sent_to_alice(stack):
             "user_id": "user-123",
         }
     )
-    ledger.record_requested(request, NOW)
+    ledger.begin_attempt(request, lease_until=NOW, now=NOW)
     ledger.record_sent(SAMPLE_ID, "010001ses-message-id", 900, NOW)
     DynamoPreferencesStore(stack.physical_id("PreferencesTable")).put(
         Preferences(user_id="user-123", email="alice@example.com")
@@ -80,7 +80,7 @@ def test_sms_delivery_logs_update_the_ledger_by_provider_message_id(stack):
         request = welcome(n).model_copy(
             update={"channel": Channel.SMS, "recipient": "+14155550100"}
         )
-        ledger.record_requested(request, NOW)
+        ledger.begin_attempt(request, lease_until=NOW, now=NOW)
         ledger.record_sent(request.notification_id, message_id, 500, NOW)
         ids[message_id] = request.notification_id
 

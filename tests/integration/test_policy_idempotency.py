@@ -1,11 +1,13 @@
 """Idempotency: the ledger claim lets each notification be sent once, with one known window."""
 
 import json
+from datetime import datetime
 
 import pytest
 
 from notifications.channels.email import SesEmailProvider
 from notifications.ledger import DynamoLedger
+from notifications.models import utc_iso
 from notifications.queues import SqsQueues
 from notifyctl.local.pollers import sqs_event_record
 from tests.observe import sent_emails
@@ -103,3 +105,27 @@ def test_a_crash_between_provider_and_record_sends_again_after_the_lease(
     assert len(sent_emails()) == 1 + crashes
     item = DynamoLedger(stack.physical_id("LedgerTable")).get(welcome(2).notification_id)
     assert (item["status"], item["attempts"]) == ("SENT", 1 + crashes)
+
+
+def test_the_first_claim_creates_the_described_record_with_the_address_masked(stack):
+    # Given Alice's welcome email fanned out (no ledger record while it waits in the queue)
+    assert stack.function("FanOutFunction").invoke(load_event("fan_out/user-registered.json")).ok
+    (message,) = receive_all(stack, "EmailQueue")
+    request = json.loads(message["Body"])
+    ledger = DynamoLedger(stack.physical_id("LedgerTable"))
+    assert ledger.get(request["notification_id"]) is None
+
+    # When the stack drains
+    stack.drain()
+
+    # Then the record says what was sent to whom, masked, since when, and no raw address
+    item = ledger.get(request["notification_id"])
+    assert item is not None
+    assert item["status"] == "SENT"
+    assert item["channel"] == "email"
+    assert item["event_type"] == "UserRegistered"
+    assert item["template_id"] == "welcome"
+    requested_at = datetime.fromisoformat(request["requested_at"].replace("Z", "+00:00"))
+    assert item["created_at"] == utc_iso(requested_at)
+    assert item["recipient_masked"] != "alice@example.com"
+    assert "alice@example.com" not in json.dumps(item, default=str)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from moto.backends import get_backend
@@ -28,15 +27,8 @@ QUEUE_OF = {
 }
 
 
-def enqueue(
-    stack: LocalStack, requests: Sequence[NotificationRequested], record: bool = True
-) -> None:
-    """Queue requests as the fan-out does: the REQUESTED record first, then the message."""
-    if record:
-        ledger = DynamoLedger(stack.physical_id("LedgerTable"))
-        now = datetime.fromtimestamp(stack.clock.now(), UTC)
-        for request in requests:
-            ledger.record_requested(request, now)
+def enqueue(stack: LocalStack, requests: Sequence[NotificationRequested]) -> None:
+    """Queue requests as the fan-out does (the ledger record comes with the first claim)."""
     by_queue: dict[str, list[NotificationRequested]] = {}
     for request in requests:
         by_queue.setdefault(QUEUE_OF[request.channel], []).append(request)

@@ -121,14 +121,13 @@ class FanOut:
         )
         planned = plan_notifications(envelope, domain_event, prefs, subscriptions, now)
 
-        # Record first, then enqueue, and always enqueue: a crash in between is retried by
-        # Lambda's async retries, which enqueue again (a record that exists already is left
-        # as it is, and the sender's ledger guard drops the duplicate message).
+        # Suppressions are recorded here (the reason is known only here); a notification to
+        # send gets its ledger record from the sender's first claim. Always enqueue: a
+        # duplicate event enqueues again, and the sender's ledger guard drops the duplicate.
         metrics = ChannelMetrics()
         by_channel: dict[Channel, list[Any]] = defaultdict(list)
         for item in planned:
             if item.suppressed_reason is None:
-                self.ledger.record_requested(item.request, now)
                 by_channel[item.request.channel].append(item.request)
             else:
                 self.ledger.record_suppressed(item.request, item.suppressed_reason, now)

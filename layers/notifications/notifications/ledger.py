@@ -1,9 +1,16 @@
 """The ledger: one DynamoDB item per notification, recording its life.
 
-Status moves REQUESTED -> SENDING -> SENT, or through RETRYING back to SENDING, or to
-DEAD_LETTERED (by the alarm function), SUPPRESSED, DEFERRED, REDRIVEN. The item is also the
-send guard: ``begin_attempt`` is a conditional write that refuses a notification already SENT,
-or one another invocation holds a live lease on.
+Status moves SENDING -> SENT, or through RETRYING back to SENDING, or to DEAD_LETTERED (by
+the alarm function), SUPPRESSED, DEFERRED, REDRIVEN. The item is also the send guard:
+``begin_attempt`` is a conditional write that refuses a notification already SENT, or one
+another invocation holds a live lease on.
+
+A record is created by the first write about its notification: the fan-out's SUPPRESSED, the
+sender's first claim or deferral, or the alarm function's DEAD_LETTERED. A notification waiting
+in its channel queue has no record yet (the message is durable in SQS; the dashboard counts the
+queues): a separate REQUESTED write at fan-out time cost one more DynamoDB write per
+notification, a quarter of the ledger's writes. Every first write carries the description
+(channel, masked recipient, event, template, ``created_at`` = the request's time).
 """
 
 from __future__ import annotations
@@ -58,7 +65,6 @@ class FailureRecord:
 
 
 class Ledger(Protocol):
-    def record_requested(self, request: NotificationRequested, now: datetime) -> bool: ...
     def record_suppressed(
         self, request: NotificationRequested, reason: str, now: datetime
     ) -> None: ...
@@ -107,6 +113,23 @@ def _base_attributes(request: NotificationRequested) -> dict[str, Any]:
     }
 
 
+def _description(request: NotificationRequested) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """SET clauses (with their names and values) that describe the notification in the first
+    write about it and leave an existing description as it is: the facts of a request never
+    change, ``created_at`` (the request's time) and ``expires_at`` are written once."""
+    facts = _base_attributes(request)
+    names = {f"#d{i}": name for i, name in enumerate(facts)}
+    values: dict[str, Any] = {f":d{i}": value for i, value in enumerate(facts.values())}
+    values[":created"] = utc_iso(request.requested_at)
+    values[":expires"] = _ttl(request.requested_at)
+    clauses = [f"#d{i} = :d{i}" for i in range(len(facts))]
+    clauses += [
+        "created_at = if_not_exists(created_at, :created)",
+        "expires_at = if_not_exists(expires_at, :expires)",
+    ]
+    return ", ".join(clauses), names, values
+
+
 class DynamoLedger:
     """The ledger on a DynamoDB table keyed by ``notification_id``."""
 
@@ -115,11 +138,6 @@ class DynamoLedger:
 
     def _table(self) -> Any:
         return table(self.table_name)
-
-    def record_requested(self, request: NotificationRequested, now: datetime) -> bool:
-        """Create the record; False when it exists already (a duplicate event, or the sender
-        got there first). Never moves an existing record backwards."""
-        return self._create(request, NotificationStatus.REQUESTED, now, {})
 
     def record_suppressed(self, request: NotificationRequested, reason: str, now: datetime) -> None:
         self._create(request, NotificationStatus.SUPPRESSED, now, {"suppressed_reason": reason})
@@ -157,20 +175,22 @@ class DynamoLedger:
         """Claim the notification for one real attempt: counts the attempt and takes a lease
         until ``lease_until``. Refused when it is settled (SENT, DEAD_LETTERED, PURGED,
         SUPPRESSED: only an operator's redrive reopens one) or another lease is live."""
+        describe, names, values = _description(request)
         try:
             response = self._table().update_item(
                 Key={"notification_id": request.notification_id},
                 UpdateExpression=(
                     "SET #s = :sending, lease_until = :lease, updated_at = :now, "
-                    "attempts = if_not_exists(attempts, :zero) + :one"
+                    f"attempts = if_not_exists(attempts, :zero) + :one, {describe}"
                 ),
                 ConditionExpression=(
                     "attribute_not_exists(notification_id) OR "
                     "(NOT #s IN (:sent, :dead, :purged, :suppressed) AND "
                     "(attribute_not_exists(lease_until) OR lease_until < :now))"
                 ),
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames={"#s": "status", **names},
                 ExpressionAttributeValues={
+                    **values,
                     ":sending": NotificationStatus.SENDING.value,
                     ":sent": NotificationStatus.SENT.value,
                     ":dead": NotificationStatus.DEAD_LETTERED.value,
@@ -197,26 +217,7 @@ class DynamoLedger:
                 int(old.get("attempts", 0)),
                 datetime.fromisoformat(lease) if isinstance(lease, str) else None,
             )
-        attributes = response["Attributes"]
-        if "created_at" not in attributes:
-            # No fan-out record: a message enqueued by hand or by an operator. Describe it once.
-            self._describe(request, now)
-        return AttemptClaim(Claim.GRANTED, int(attributes["attempts"]))
-
-    def _describe(self, request: NotificationRequested, now: datetime) -> None:
-        attributes = {
-            **_base_attributes(request),
-            "created_at": utc_iso(now),
-            "expires_at": _ttl(now),
-        }
-        names = {f"#b{i}": name for i, name in enumerate(attributes)}
-        values = {f":b{i}": value for i, value in enumerate(attributes.values())}
-        self._table().update_item(
-            Key={"notification_id": request.notification_id},
-            UpdateExpression="SET " + ", ".join(f"#b{i} = :b{i}" for i in range(len(attributes))),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        return AttemptClaim(Claim.GRANTED, int(response["Attributes"]["attempts"]))
 
     def record_sent(
         self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime
@@ -245,18 +246,22 @@ class DynamoLedger:
     ) -> bool:
         """DEFERRED until ``until`` (quiet hours, rate limit, open circuit), appending to the
         record's ``deferrals``, which stay after SENT; False when it is SENT already."""
+        describe, names, values = _description(request)
         try:
-            response = self._table().update_item(
+            self._table().update_item(
                 Key={"notification_id": request.notification_id},
                 UpdateExpression=(
                     "SET #s = :deferred, deferred_reason = :reason, deferred_until = :until, "
                     "updated_at = :now, deferrals = list_append(if_not_exists(deferrals, :none), "
-                    ":entry) REMOVE lease_until"
+                    f":entry), attempts = if_not_exists(attempts, :zero), {describe} "
+                    "REMOVE lease_until"
                 ),
                 ConditionExpression="attribute_not_exists(notification_id) OR #s <> :sent",
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames={"#s": "status", **names},
                 ExpressionAttributeValues={
+                    **values,
                     ":deferred": NotificationStatus.DEFERRED.value,
+                    ":zero": 0,
                     ":sent": NotificationStatus.SENT.value,
                     ":reason": reason,
                     ":until": utc_iso(until),
@@ -264,14 +269,11 @@ class DynamoLedger:
                     ":none": [],
                     ":entry": [{"reason": reason, "until": utc_iso(until), "at": utc_iso(now)}],
                 },
-                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False
             raise
-        if "created_at" not in response["Attributes"]:
-            self._describe(request, now)
         return True
 
     def record_delivery_status(
