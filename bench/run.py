@@ -31,7 +31,7 @@ def main() -> None:
 
     steps = [
         ("requests and cost", lambda: requests_cost.main([])),
-        ("sender CPU", lambda: sender_cpu.main(["--profile"])),
+        ("sender CPU", lambda: sender_cpu.main(["--profile", "--mime", "300"])),
         ("cold start", lambda: cold_start.main(["--importtime", "sender"])),
         ("package size", lambda: package_size.main([])),
         ("throughput", lambda: throughput.main(["--quick"] if args.quick else [])),
