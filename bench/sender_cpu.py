@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,18 +55,6 @@ class Timing:
         return 1e6 * (self.wall - self.moto) / self.messages
 
 
-@contextmanager
-def environment(variables: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def sqs_events(stack: Any, count: int) -> list[dict[str, Any]]:
     """``count`` welcome notifications enqueued and received, as SQS events of ten."""
     from notifications.queues import SqsQueues
@@ -98,7 +84,7 @@ def measure(
 ) -> tuple[Timing, Any]:
     """One fresh deployment; the handler warmed on a first batch that is not counted."""
     from notifyctl.local.clock import ControlledClock
-    from notifyctl.local.functions import LambdaContext
+    from notifyctl.local.functions import LambdaContext, swapped_environment
 
     with ControlledClock() as clock, common.local_stack(clock) as scenario:
         stack = scenario.stack
@@ -114,7 +100,7 @@ def measure(
         assert warmed.ok, warmed.error
         handler: Callable[[Any, Any], Any] = function._handler
         with (
-            environment(function.environment),
+            swapped_environment(function.environment),
             common.quiet_stdout(),
             common.moto_time(profiler) as moto,
         ):

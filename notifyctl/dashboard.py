@@ -241,12 +241,7 @@ def render(dashboard: Dashboard, console: Console) -> None:
 def collect(target: Any, since: datetime | None = None) -> Dashboard:
     """The dashboard of a stack (``notifyctl.target.StackTarget``)."""
     from notifications.ledger import DynamoLedger
-    from notifyctl.dead_letter_queues import (
-        depth,
-        describe_events_dlq_message,
-        peek,
-        waiting,
-    )
+    from notifyctl.dead_letter_queues import depth, describe_events_dlq_message, peek
 
     sqs = target.client("sqs")
     events_dlq = target.output("EventsDLQUrl")
@@ -257,7 +252,9 @@ def collect(target: Any, since: datetime | None = None) -> Dashboard:
         awaiting_alarm=depth(sqs, target.output("NotificationsDLQUrl")),
         rejected_total=depth(sqs, events_dlq),
         since=since,
-        queued=sum(waiting(sqs, target.output(f"{queue}Url")) for queue in CHANNEL_QUEUES),
+        queued=sum(
+            depth(sqs, target.output(f"{queue}Url"), in_flight=False) for queue in CHANNEL_QUEUES
+        ),
     )
     figures.metrics = metric_totals(target.client("cloudwatch"), since)
     return figures

@@ -65,19 +65,11 @@ def peek(sqs: Any, queue_url: str, limit: int = 10) -> list[dict[str, Any]]:
     return list(response.get("Messages", []))
 
 
-def waiting(sqs: Any, queue_url: str) -> int:
-    """Messages ready to be received (not in flight, not delayed)."""
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"])
-
-
-def depth(sqs: Any, queue_url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
+def depth(sqs: Any, queue_url: str, in_flight: bool = True) -> int:
+    """Messages in the queue: ready to be received, plus (``in_flight``) those received and
+    not yet deleted."""
+    names = ["ApproximateNumberOfMessages"]
+    if in_flight:
+        names.append("ApproximateNumberOfMessagesNotVisible")
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)

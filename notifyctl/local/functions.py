@@ -140,7 +140,7 @@ _ROUTER = _StdoutRouter()
 
 
 @contextmanager
-def _swapped_environment(environment: Mapping[str, str]) -> Iterator[None]:
+def swapped_environment(environment: Mapping[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(environment)
@@ -247,7 +247,7 @@ class LocalFunction:
         self.invocations += 1
         with (
             _ROUTER.capture() as buffer,
-            _swapped_environment(self.environment),
+            swapped_environment(self.environment),
             _import_path((self.spec.code_dir, *self.spec.layer_dirs)),
         ):
             try:
