@@ -440,3 +440,24 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}x" if base else "n/a"
+
+
+def measured_run(
+    system: str,
+    scenario: Scenario,
+    requests: RequestLog,
+    invocations: InvocationLog,
+    notifications: int,
+    steady: bool,
+) -> RunResult:
+    """Install ``system`` ("product" as deployed, or "baseline") in the scenario's stack, start
+    counting requests and invocations, and run ``notifications`` through it quietly."""
+    if system == "baseline":
+        import baseline
+
+        baseline.install(scenario.stack)
+    requests.esm_queue_urls = esm_queue_urls(scenario.stack)
+    requests.enabled = True
+    invocations.reset()
+    with quiet_stdout():
+        return run_notifications(scenario, notifications, requests, steady=steady)

@@ -91,15 +91,9 @@ def run(system: str, failure_rate: float, notifications: int) -> SystemRun:
         common.instrumented() as (requests, invocations),
         common.local_stack(clock, failure_rate=failure_rate) as scenario,
     ):
-        if system == "baseline":
-            import baseline
-
-            baseline.install(scenario.stack)
-        requests.esm_queue_urls = common.esm_queue_urls(scenario.stack)
-        requests.enabled = True
-        invocations.reset()
-        with common.quiet_stdout():
-            result = common.run_notifications(scenario, notifications, requests, steady=False)
+        result = common.measured_run(
+            system, scenario, requests, invocations, notifications, steady=False
+        )
         categories = requests.by_category()
         delivered = _sent_in_ledger(scenario.stack) if failure_rate else result.sent
         return SystemRun(

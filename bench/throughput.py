@@ -49,15 +49,7 @@ def run(system: str, size: int) -> Load:
         common.instrumented() as (requests, invocations),
         common.local_stack(RealClock()) as scenario,
     ):
-        if system == "baseline":
-            import baseline
-
-            baseline.install(scenario.stack)
-        requests.esm_queue_urls = common.esm_queue_urls(scenario.stack)
-        requests.enabled = True
-        invocations.reset()
-        with common.quiet_stdout():
-            result = common.run_notifications(scenario, size, requests, steady=True)
+        result = common.measured_run(system, scenario, requests, invocations, size, steady=True)
         categories = requests.by_category()
         return Load(
             system=system,
