@@ -64,6 +64,22 @@ _CURRENT_FUNCTION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 ESM_OPERATIONS = {"ReceiveMessage", "DeleteMessageBatch", "DeleteMessage"}
 
 
+def dynamodb_units(operation: str, params: dict[str, Any]) -> dict[str, int]:
+    """Capacity units a DynamoDB request bills on demand, for items under 1 KB (writes) and
+    4 KB (strongly consistent reads): one per item, two per item in a transaction."""
+    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        return {"wru": 1}
+    if operation == "BatchWriteItem":
+        return {"wru": sum(len(v) for v in params.get("RequestItems", {}).values())}
+    if operation == "TransactWriteItems":
+        return {"wru": 2 * len(params.get("TransactItems", []))}
+    if operation in ("GetItem", "Query", "Scan"):
+        return {"rru": 1}
+    if operation == "BatchGetItem":
+        return {"rru": sum(len(v.get("Keys", [])) for v in params.get("RequestItems", {}).values())}
+    return {}
+
+
 @dataclass
 class RequestLog:
     """Every botocore request, by category and ``service:Operation``.
@@ -78,7 +94,10 @@ class RequestLog:
     """
 
     esm_queue_urls: set[str] = field(default_factory=set)
+    buffer_queue_urls: set[str] = field(default_factory=set)  # FanOutQueue: esm_buffer
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # DynamoDB capacity units by category: ("wru" | "rru", category) -> units
+    capacity: Counter[tuple[str, str]] = field(default_factory=Counter)
     enabled: bool = False
     on_request: Callable[[str, str, dict[str, Any]], None] | None = None
 
@@ -88,6 +107,8 @@ class RequestLog:
             return "runtime"  # the runtime turning the functions' EMF log lines into metrics
         if function is not None:
             return f"app:{function}"
+        if operation in ESM_OPERATIONS and params.get("QueueUrl") in self.buffer_queue_urls:
+            return "esm_buffer"
         if operation in ESM_OPERATIONS and params.get("QueueUrl") in self.esm_queue_urls:
             return "esm"
         if operation == "PutEvents":
@@ -99,14 +120,19 @@ class RequestLog:
             self.on_request(service, operation, params)
         if not self.enabled:
             return
-        self.counts[(self.classify(operation, params), f"{service}:{operation}")] += 1
+        category = self.classify(operation, params)
+        self.counts[(category, f"{service}:{operation}")] += 1
+        if service == "dynamodb":
+            for kind, units in dynamodb_units(operation, params).items():
+                self.capacity[(kind, "app" if category.startswith("app:") else category)] += units
 
     def empty_receive(self, params: dict[str, Any]) -> None:
         """An empty ReceiveMessage of the event source mapping is idle polling (in AWS a fixed
         cost per poller and minute, whatever the load): moved from ``esm`` to ``esm_idle``."""
-        if not self.enabled or self.classify("ReceiveMessage", params) != "esm":
+        category = self.classify("ReceiveMessage", params)
+        if not self.enabled or category not in ("esm", "esm_buffer"):
             return
-        self.counts[("esm", "sqs:ReceiveMessage")] -= 1
+        self.counts[(category, "sqs:ReceiveMessage")] -= 1
         self.counts[("esm_idle", "sqs:ReceiveMessage")] += 1
 
     def by_category(self) -> dict[str, int]:
@@ -258,9 +284,13 @@ def local_stack(
 
 
 def esm_queue_urls(stack: Any) -> set[str]:
+    return {p.queue_url for p in _esm_pollers(stack)}
+
+
+def _esm_pollers(stack: Any) -> list[Any]:
     from notifyctl.local.pollers import SqsEventSourcePoller
 
-    return {p.queue_url for p in stack.pollers if isinstance(p, SqsEventSourcePoller)}
+    return [p for p in stack.pollers if isinstance(p, SqsEventSourcePoller)]
 
 
 def event_batch(scenario: Scenario, start: int, count: int) -> list[tuple[str, dict[str, Any]]]:
@@ -336,10 +366,10 @@ def run_notifications(
     senders work while events keep arriving (throughput and latency). Otherwise a burst: only
     the fan-out runs between PutEvents, and the senders find full queues (full batches of
     ten, as under sustained load)."""
-    from notifyctl.local.pollers import AsyncInvokePoller
-
     stack = scenario.stack
-    fan_out_pollers = [p for p in stack.pollers if isinstance(p, AsyncInvokePoller)]
+    fan_out_pollers = [
+        p for p in _esm_pollers(stack) if p.function.spec.logical_id == "FanOutFunction"
+    ]
     probe = LatencyProbe()
     if requests is not None:
         requests.on_request = probe.on_request
@@ -457,6 +487,7 @@ def measured_run(
 
         baseline.install(scenario.stack)
     requests.esm_queue_urls = esm_queue_urls(scenario.stack)
+    requests.buffer_queue_urls = {scenario.stack.queue_url("FanOutQueue")}
     requests.enabled = True
     invocations.reset()
     with quiet_stdout():

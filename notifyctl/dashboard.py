@@ -241,11 +241,17 @@ def render(dashboard: Dashboard, console: Console) -> None:
 def collect(target: Any, since: datetime | None = None) -> Dashboard:
     """The dashboard of a stack (``notifyctl.target.StackTarget``)."""
     from notifications.ledger import DynamoLedger
-    from notifyctl.dead_letter_queues import depth, describe_events_dlq_message, peek
+    from notifyctl.dead_letter_queues import (
+        depth,
+        describe_events_dlq_message,
+        fan_out_max_receives,
+        peek,
+    )
 
     sqs = target.client("sqs")
     events_dlq = target.output("EventsDLQUrl")
-    rejected = [describe_events_dlq_message(m) for m in peek(sqs, events_dlq)]
+    max_receives = fan_out_max_receives(sqs, target.outputs.get("FanOutQueueUrl"))
+    rejected = [describe_events_dlq_message(m, max_receives) for m in peek(sqs, events_dlq)]
     figures = compute(
         DynamoLedger(target.output("LedgerTableName")).scan(),
         rejected_events=rejected,

@@ -16,7 +16,7 @@ from notifications.errors import RetryableError
 from notifications.ledger import DynamoLedger
 from notifications.models import Channel, NotificationRequested, NotificationStatus
 from notifications.queues import SqsQueues
-from notifyctl.dead_letter_queues import describe_events_dlq_message
+from notifyctl.dead_letter_queues import describe_events_dlq_message, fan_out_max_receives
 from notifyctl.target import StackTarget
 
 QUEUE_OUTPUTS = {
@@ -100,6 +100,14 @@ class EventsDeadLetters:
         self.target = target
         self.sqs = target.client("sqs")
         self.url = target.output("EventsDLQUrl")
+        self._max_receives: int | None = None
+
+    def _describe(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self._max_receives is None:
+            self._max_receives = fan_out_max_receives(
+                self.sqs, self.target.outputs.get("FanOutQueueUrl")
+            )
+        return describe_events_dlq_message(message, self._max_receives)
 
     def _receive_all(self) -> list[dict[str, Any]]:
         """Every message, hidden for a moment while read (SQS has no peek beyond ten)."""
@@ -123,7 +131,7 @@ class EventsDeadLetters:
     def list(self) -> list[dict[str, Any]]:
         messages = self._receive_all()
         self._release(messages)
-        return [describe_events_dlq_message(m) for m in messages]
+        return [self._describe(m) for m in messages]
 
     def replay(self, message_ids: set[str] | None = None) -> list[dict[str, Any]]:
         """Put the chosen events (all when ``message_ids`` is None) back on the bus as they
@@ -133,7 +141,7 @@ class EventsDeadLetters:
         messages = self._receive_all()
         results, keep = [], []
         for message in messages:
-            entry = describe_events_dlq_message(message)
+            entry = self._describe(message)
             if message_ids is not None and entry["message_id"] not in message_ids:
                 keep.append(message)
                 continue
@@ -168,7 +176,7 @@ class EventsDeadLetters:
         purged, keep = 0, []
         for message in messages:
             if message_ids is None or message["MessageId"] in message_ids:
-                entry = describe_events_dlq_message(message)
+                entry = self._describe(message)
                 ledger.record_event_purge(entry, datetime.now(UTC), operator())
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
                 purged += 1

@@ -58,3 +58,79 @@ def patch_event_bus_ref() -> None:
 
     if not hasattr(EventBus, "physical_resource_id"):
         EventBus.physical_resource_id = property(lambda self: self.name)  # type: ignore[attr-defined]
+
+
+def patch_transactions_item_level_rollback() -> None:
+    """Make moto's `TransactWriteItems` back up the items it names, not whole tables.
+
+    moto 5.2 deep-copies every table a transaction touches (once per action) before applying
+    it, and rolls a cancelled one back by swapping in the copies. That is quadratic in the
+    table's size (the sender's batch admission, `notifications/admission.py`, runs one per
+    batch against the ledger) and the swapped-out tables stayed alive: gigabytes over the
+    2,000-notification chaos test. Here the items the transaction names are copied before it
+    runs and put back if it is cancelled or refused; moto's own copy is made a no-op for tables
+    while it runs. What DynamoDB does is unchanged: all or nothing, same errors. Idempotent.
+    """
+    import copy
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "item_level_rollback", False):
+        return
+
+    class KeepTables:
+        """`copy` for moto's module while a transaction runs: tables are not copied."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def named_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[Any]:
+        saved = []
+        for action in transact_items:
+            op = next(iter(action.values()))
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            if table.hash_key_attr not in key:
+                continue
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = None
+            if table.range_key_attr:
+                if table.range_key_attr not in key:
+                    continue
+                range_value = DynamoType(key[table.range_key_attr])
+            item = table.get_item(hash_value, range_value)
+            saved.append((table, hash_value, range_value, copy.deepcopy(item)))
+        return saved
+
+    def put_back(saved: list[Any]) -> None:
+        for table, hash_value, range_value, item in reversed(saved):
+            if range_value is None:
+                if item is None:
+                    table.items.pop(hash_value, None)
+                else:
+                    table.items[hash_value] = item
+            elif item is None:
+                table.items[hash_value].pop(range_value, None)
+            else:
+                table.items[hash_value][range_value] = item
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = named_items(self, transact_items)
+        models.copy = KeepTables  # type: ignore[assignment]
+        try:
+            original(self, transact_items)
+        except Exception:
+            put_back(saved)
+            raise
+        finally:
+            models.copy = copy
+
+    transact_write_items.item_level_rollback = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]

@@ -304,6 +304,7 @@ def deploy(
 
     declared = set((cfn_template.get("Parameters") or {}).keys())
     moto_internals.patch_event_bus_ref()
+    moto_internals.patch_transactions_item_level_rollback()
     clients.cloudformation.create_stack(
         StackName=stack_name,
         TemplateBody=json.dumps(cfn_template),

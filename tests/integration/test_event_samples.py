@@ -31,6 +31,7 @@ def test_every_sample_is_covered_here():
         "fan_out/order-placed.json",
         "fan_out/payment-received.json",
         "fan_out/order-placed-invalid.json",
+        "fan_out/sqs-batch.json",
         "sender/sqs-batch.json",
         "dlq_alarm/dlq-batch.json",
         "env.json",
@@ -56,6 +57,26 @@ def test_fan_out_samples_in_order_of_a_customer_journey(stack):
     assert results["order-placed"]["enqueued"] == {"email": 1}
     assert results["payment-received"]["enqueued"] == {"email": 1}
     assert results["order-placed-invalid"]["rejected_reason"] == "invalid_event"
+
+
+def test_fan_out_sqs_batch_sample_is_the_journey_in_one_batch(stack):
+    # Given the four fan-out samples as one FanOutQueue batch, as the event source mapping
+    # delivers them
+    event = aimed_at(stack, "fan_out/sqs-batch.json", "FanOutQueue")
+
+    # When the fan-out gets it
+    invocation = stack.function("FanOutFunction").invoke(event)
+
+    # Then nothing is left to retry: three emails wait on the email queue (the registration's
+    # first preferences reach the order and payment of the same batch), and the invalid order
+    # is in EventsDLQ with its reason
+    assert invocation.ok, invocation.error
+    assert invocation.result == {"batchItemFailures": []}
+    emails = all_messages(stack, stack.queue_url("EmailQueue"))
+    templates = sorted(json.loads(m["Body"])["template_id"] for m in emails)
+    assert templates == ["order_confirm", "payment_received", "welcome"]
+    (rejected,) = all_messages(stack, stack.queue_url("EventsDLQ"))
+    assert rejected["MessageAttributes"]["reason"]["StringValue"] == "invalid_event"
 
 
 def test_sender_sample_sends_the_welcome_and_order_emails(stack):

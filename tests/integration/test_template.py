@@ -302,14 +302,19 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
         for rule in domain.values()
         for detail_type in rule["Properties"]["EventPattern"]["detail-type"]
     }
-    # Then there is one rule per domain event type, on the custom bus, to the fan-out
+    # Then there is one rule per domain event type, on the custom bus, to the fan-out's buffer
     assert detail_types == DOMAIN_EVENT_TYPES
     assert len(domain) == len(DOMAIN_EVENT_TYPES)
     for rule in domain.values():
         assert rule["Properties"]["EventBusName"] == {"Fn::GetAtt": ["EventBus", "Name"]}
         assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [
-            {"Fn::GetAtt": ["FanOutFunction", "Arn"]}
+            {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
         ]
+        # (the event as it is: no transformer, so the fan-out and a replay see the envelope)
+        assert all(
+            not {"Input", "InputPath", "InputTransformer"} & set(target)
+            for target in rule["Properties"]["Targets"]
+        )
     (feedback,) = [r for k, r in rules.items() if k not in domain]
     assert feedback["Properties"]["EventPattern"]["source"] == ["aws.ses"]
     # And every target retries and parks what it cannot deliver in EventsDLQ
@@ -330,27 +335,73 @@ def test_events_dlq_accepts_dead_letters_from_exactly_the_rules(case: Translated
     assert {source["Fn::GetAtt"][0] for source in sources} == set(case.event_rules())
 
 
-def test_fan_out_async_failures_go_to_the_events_dlq(case: Translated) -> None:
-    # Given the fan-out function's asynchronous invocation config
-    configs = [
-        props
-        for props in (
-            r["Properties"] for r in case.of_type("AWS::Lambda::EventInvokeConfig").values()
-        )
-        if props["FunctionName"] == {"Ref": "FanOutFunction"}
+def test_the_fan_out_consumes_a_buffer_queue_that_redrives_to_the_events_dlq(
+    case: Translated,
+) -> None:
+    # Given the fan-out function, its event source mappings and FanOutQueue
+    mappings = [
+        resource["Properties"]
+        for resource in case.of_type("AWS::Lambda::EventSourceMapping").values()
+        if resource["Properties"]["FunctionName"] == {"Ref": "FanOutFunction"}
     ]
-    # Then it retries and sends what still fails to EventsDLQ
-    assert len(configs) == 1
-    assert configs[0]["MaximumRetryAttempts"] == 2
-    destination = configs[0]["DestinationConfig"]["OnFailure"]["Destination"]
-    assert destination == {"Fn::GetAtt": ["EventsDLQ", "Arn"]}
-    # And the fan-out role is allowed to send there
+    queue = case.props("FanOutQueue")
+    timeout = int(case.props("FanOutFunction")["Timeout"])
+
+    # Then the function takes batches of up to ten events from FanOutQueue, failing per item
+    assert len(mappings) == 1
+    (mapping,) = mappings
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
+    assert mapping["BatchSize"] == 10
+    assert mapping["MaximumBatchingWindowInSeconds"] == 1
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # And an event it keeps failing is moved to EventsDLQ after three receives
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["EventsDLQ", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    # And a batch in progress is never offered twice: visibility is 6 x the function timeout
+    assert int(queue["VisibilityTimeout"]) >= 6 * timeout
+    assert queue["SqsManagedSseEnabled"] is True
+    # And nothing invokes the fan-out asynchronously any more: no async retry or destination
+    assert not [
+        config
+        for config in case.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if config["Properties"]["FunctionName"] == {"Ref": "FanOutFunction"}
+    ]
+    assert not [
+        permission
+        for permission in case.of_type("AWS::Lambda::Permission").values()
+        if permission["Properties"]["FunctionName"] == {"Ref": "FanOutFunction"}
+    ]
+    # And the fan-out role may still send its own rejects to EventsDLQ
     send_targets = {
         json.dumps(statement["Resource"], sort_keys=True)
         for statement in case.role_statements("FanOutFunction")
         if any(action.startswith("sqs:SendMessage") for action in actions_of(statement))
     }
     assert any("EventsDLQ" in target for target in send_targets)
+
+
+def test_fan_out_queue_accepts_events_from_exactly_the_domain_rules(case: Translated) -> None:
+    # Given FanOutQueue's queue policy
+    (policy,) = [
+        p["Properties"]
+        for p in case.of_type("AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": "FanOutQueue"}]
+    ]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    # Then only EventBridge may send, on behalf of the three domain rules and no other
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert actions_of(statement) == ["sqs:SendMessage"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
+    sources = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    domain = {
+        logical_id
+        for logical_id, rule in case.event_rules().items()
+        if "EventBusName" in rule["Properties"]
+    }
+    assert {source["Fn::GetAtt"][0] for source in sources} == domain
+    assert len(domain) == len(DOMAIN_EVENT_TYPES)
 
 
 def test_no_iam_statement_allows_every_action(case: Translated) -> None:
@@ -486,7 +537,7 @@ def test_stack_deploys_into_moto_with_readable_outputs(
     }
     assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
 
-    # And the three rules route to the fan-out function on the stage's bus
+    # And the three rules route to the fan-out's buffer queue on the stage's bus
     events = boto3.client("events")
     rules = events.list_rules(EventBusName=outputs["EventBusName"])["Rules"]
     assert len(rules) == 3
@@ -494,7 +545,20 @@ def test_stack_deploys_into_moto_with_readable_outputs(
         targets = events.list_targets_by_rule(
             Rule=rule["Name"], EventBusName=outputs["EventBusName"]
         )["Targets"]
-        assert [t["Arn"] for t in targets] == [outputs["FanOutFunctionArn"]]
+        assert [t["Arn"] for t in targets] == [outputs["FanOutQueueArn"]]
+    # And the buffer redrives to EventsDLQ and is polled by the fan-out with partial failures
+    buffer = sqs.get_queue_attributes(QueueUrl=outputs["FanOutQueueUrl"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert json.loads(buffer["RedrivePolicy"]) == {
+        "deadLetterTargetArn": outputs["EventsDLQArn"],
+        "maxReceiveCount": 3,
+    }
+    (fan_out_mapping,) = lambda_client.list_event_source_mappings(
+        FunctionName=outputs["FanOutFunctionName"]
+    )["EventSourceMappings"]
+    assert fan_out_mapping["EventSourceArn"] == outputs["FanOutQueueArn"]
+    assert fan_out_mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 # ---------------------------------------------------------------- delivery policy

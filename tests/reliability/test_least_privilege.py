@@ -61,6 +61,7 @@ POLLER_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttrib
 # or the stack-named patterns it owns.
 EXPECTED_REACH = {
     "FanOutFunctionRole": {
+        "FanOutQueue",
         "EmailQueue",
         "SmsQueue",
         "PushQueue",
@@ -228,7 +229,7 @@ def managed_policy_name(arn: Any) -> str:
 def test_no_role_can_read_every_queue_in_the_account():
     # Given every role of the translated stack, the SQS-polling ones included
     roles = resources_of("AWS::IAM::Role")
-    assert {"SenderFunctionRole", "DlqAlarmFunctionRole"} <= set(roles)
+    assert {"FanOutFunctionRole", "SenderFunctionRole", "DlqAlarmFunctionRole"} <= set(roles)
     for role_id, role in roles.items():
         # Then none carries SAM's AWSLambdaSQSQueueExecutionRole (receive/delete on "*")
         names = {managed_policy_name(a) for a in role["Properties"].get("ManagedPolicyArns", [])}
@@ -267,6 +268,7 @@ def queues_granted(role_id: str, action: str) -> set[str]:
     [
         ("SenderFunction", {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"}),
         ("DlqAlarmFunction", {"NotificationsDLQ"}),
+        ("FanOutFunction", {"FanOutQueue"}),
     ],
 )
 def test_the_pollers_may_receive_and_delete_only_their_own_queues(function_id, own_queues):
@@ -274,7 +276,7 @@ def test_the_pollers_may_receive_and_delete_only_their_own_queues(function_id, o
     assert sqs_event_sources(function_id) == own_queues
     role_id = f"{function_id}Role"
     # Then each poller action names exactly those queues: every one of them (the mapping can
-    # poll) and no other (not each other's, not the fan-out's EventsDLQ, not "*")
+    # poll) and no other (not each other's, not EventsDLQ, not "*")
     for action in sorted(POLLER_ACTIONS):
         assert queues_granted(role_id, action) == own_queues, (role_id, action)
     # And the sender's backoff may change the visibility of its own queues only
@@ -289,6 +291,29 @@ def test_the_fan_out_cannot_write_the_notifications_dlq():
             for resource in as_list(statement["Resource"]):
                 reach |= targets(resource)
     assert "NotificationsDLQ" not in reach
+
+
+def test_the_fan_out_may_send_only_to_the_channel_queues_and_events_dlq():
+    # Given the fan-out role's SQS sends
+    sends = queues_granted("FanOutFunctionRole", "sqs:SendMessage")
+    # Then it enqueues to the channel queues and rejects into EventsDLQ, and nowhere else (not
+    # its own buffer: a failed event goes back by the batch response, not by a resend)
+    assert sends == {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue", "EventsDLQ"}
+    # And its DynamoDB actions are the calls it makes: SUPPRESSED records, the batch's
+    # preferences and a new user's first ones, the webhook subscriptions
+    granted: dict[str, set[str]] = {}
+    for role_id, statement in statements():
+        if role_id != "FanOutFunctionRole":
+            continue
+        for action in as_list(statement["Action"]):
+            if action.startswith("dynamodb:"):
+                for resource in as_list(statement["Resource"]):
+                    granted.setdefault(action, set()).update(targets(resource))
+    assert granted == {
+        "dynamodb:PutItem": {"LedgerTable", "PreferencesTable"},
+        "dynamodb:BatchGetItem": {"PreferencesTable"},
+        "dynamodb:Scan": {"WebhookSubscriptionsTable"},
+    }
 
 
 def test_queues_topic_bus_tables_and_bucket_are_encrypted_and_tables_recoverable():
@@ -350,6 +375,8 @@ SERVERLESS_RULES_JUSTIFIED = {
     ("ES1001", "SenderFunctionPushQueueEvent"),
     ("ES1001", "SenderFunctionWebhookQueueEvent"),
     ("ES1001", "DlqAlarmFunctionNotificationsDLQEvent"),
+    # FanOutQueue redrives to EventsDLQ after maxReceiveCount (3) receives.
+    ("ES1001", "FanOutFunctionFanOutQueueEvent"),
     # Style only: a Fn::Sub without variables in the translator's output.
     ("W1020", "*"),
 }

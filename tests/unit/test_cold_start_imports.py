@@ -100,6 +100,22 @@ print("botocore" in _PATCHED_MODULES)
     assert lines[-1] == "True"
 
 
+@pytest.mark.parametrize("function", ["sender", "dlq_alarm"])
+def test_the_sqs_handlers_do_without_the_powertools_batch_utility(function):
+    # When a handler that takes SQS batches is imported
+    lines = run_in_function(
+        function,
+        "import app\n"
+        + loaded(
+            "aws_lambda_powertools.utilities.batch",
+            "aws_lambda_powertools.utilities.data_classes",
+            "asyncio",
+        ),
+    )
+    # Then its partial batch loop (notifications.batch) brought none of the batch utility
+    assert json.loads(lines[-1]) == []
+
+
 def test_sender_cold_start_leaves_channel_libraries_for_first_use():
     # When the sender is imported, and then its email provider and recipient check are used
     code = f"""

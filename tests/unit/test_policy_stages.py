@@ -87,11 +87,11 @@ class MemoryCounters:
     def __init__(self):
         self.counts = {}
 
-    def increment_below(self, key, window, limit, expires_at):
-        current = self.counts.get((key, window), 0)
+    def increment_below(self, slot, limit):
+        current = self.counts.get((slot.key, slot.window), 0)
         if current >= limit:
             return False
-        self.counts[(key, window)] = current + 1
+        self.counts[(slot.key, slot.window)] = current + 1
         return True
 
 

@@ -98,6 +98,17 @@ class CircuitBreaker:
         another instance opening it meanwhile lets at most the rest of this batch through."""
         self._closed.clear()
 
+    def is_closed(self, channel: Channel) -> bool:
+        """Closed, as ``permit`` would find it in this batch (read once, cached alike); no
+        trial is taken, so a sender may ask before deciding to admit a batch ahead."""
+        if channel in self._closed:
+            return True
+        record = self.store.read(channel)
+        if record.state is BreakerState.CLOSED:
+            self._closed[channel] = record.failures
+            return True
+        return False
+
     def permit(self, channel: Channel, now: datetime, trial_lease: timedelta) -> Permit:
         if channel in self._closed:
             return Permit(True, failures_seen=self._closed[channel])

@@ -13,16 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from notifications.alerts import Alerts
+from notifications.batch import PartialBatchResponse, SqsRecord, process_partially
 from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested
@@ -32,12 +26,10 @@ REDRIVEN_BY_SQS = "max_receive_count_exceeded"
 UNPARSEABLE_NAMESPACE = uuid.UUID("0b3f7c52-8a51-4e7f-9f0c-1d2b3a4c5d6e")
 
 
-def entry_from_record(record: SQSRecord) -> DeadLetterEntry:
+def entry_from_record(record: SqsRecord) -> DeadLetterEntry:
     """What the ledger keeps about one dead letter, masked where it names a person."""
-    attributes = {
-        name: attr.string_value for name, attr in (record.message_attributes or {}).items()
-    }
-    receive_count = int(record.attributes.approximate_receive_count or 1)
+    attributes = record.attributes
+    receive_count = record.receive_count
     try:
         request: NotificationRequested | None = NotificationRequested.model_validate_json(
             record.body
@@ -80,11 +72,11 @@ class DeadLetterRecorder:
         self.stage = stage
         self.clock = clock
 
-    def process_batch(self, event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
         recorded: list[DeadLetterEntry] = []
         metrics = ChannelMetrics()
 
-        def record_one(record: SQSRecord) -> None:
+        def record_one(record: SqsRecord) -> None:
             entry = entry_from_record(record)
             self.ledger.record_dead_lettered(entry, self.clock())
             recorded.append(entry)
@@ -99,10 +91,7 @@ class DeadLetterRecorder:
                 },
             )
 
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        response = process_partial_response(
-            event=event, record_handler=record_one, processor=processor, context=context
-        )
+        response = process_partially(event.get("Records") or [], record_one)
         metrics.flush()
         if recorded:
             # One alert per batch. If it fails the whole batch is retried; the ledger writes

@@ -1,4 +1,10 @@
-"""Fan-out: one domain event in, one notification request per (channel, recipient) out."""
+"""Fan-out: domain events in, one notification request per (channel, recipient) out.
+
+Events arrive in SQS batches from FanOutQueue (EventBridge's target); ``FanOut.handle_batch``
+reads the preferences of the batch's users in one BatchGetItem and enqueues each channel's
+requests of every event together, ten per SendMessageBatch. ``FanOut.handle`` takes one bare
+EventBridge event (``sam local invoke``, tests) through the same path.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,18 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from notifications.caching import TtlCache
-from notifications.errors import PermanentError
+from notifications.errors import NotificationError, PermanentError
 from notifications.ledger import Ledger
-from notifications.models import EVENT_TYPES, Channel, DomainEvent, EventEnvelope
+from notifications.models import (
+    EVENT_TYPES,
+    Channel,
+    DomainEvent,
+    EventEnvelope,
+    NotificationRequested,
+)
 from notifications.observability import ChannelMetrics, logger
 from notifications.preferences import Preferences, PreferencesStore
-from notifications.queues import DeadLetter, NotificationQueues
+from notifications.queues import SEND_BATCH_SIZE, DeadLetter, NotificationQueues
 from notifications.routing import ROUTING_TABLE, Subscription, plan_notifications
 from notifications.settings import FanOutSettings
 
@@ -58,6 +70,34 @@ class FanOutResult:
     enqueued: dict[str, int] = field(default_factory=dict)
     suppressed: int = 0
     rejected_reason: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What a batch of FanOutQueue records came to: a result per record handled (fanned out,
+    or rejected into EventsDLQ) and the message ids SQS must offer again."""
+
+    results: list[FanOutResult] = field(default_factory=list)
+    failed_message_ids: list[str] = field(default_factory=list)
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        """The partial batch response Lambda's SQS event source expects."""
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids]}
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """A valid event of the batch, keyed by its SQS message id."""
+
+    key: str
+    envelope: EventEnvelope
+    event: DomainEvent
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    result: FanOutResult | None = None
+    error: Exception | None = None
 
 
 def parse_event(event: Mapping[str, Any]) -> tuple[EventEnvelope, DomainEvent]:
@@ -106,15 +146,140 @@ class FanOut:
         self.clock = clock
 
     def handle(self, event: Mapping[str, Any]) -> FanOutResult:
+        """One bare EventBridge event; an invalid one goes to EventsDLQ with its reason, any
+        other failure raises."""
         try:
             envelope, domain_event = parse_event(event)
         except InvalidEvent as exc:
-            return self._reject(event, exc)
+            return self._reject(json.dumps(event, default=str), event, exc, attempts=1)
+        outcome = self._fan_out([_Accepted("event", envelope, domain_event)])["event"]
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.result is not None
+        return outcome.result
+
+    def handle_batch(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """SQS records whose bodies are EventBridge events. Invalid events go to EventsDLQ at
+        once; an event whose writes or enqueue failed is reported failed as a whole (its
+        resend is harmless: the notification ids are deterministic and the sender's ledger
+        claim drops duplicates), and reaches EventsDLQ by the queue's redrive."""
+        batch = BatchResult()
+        accepted: list[_Accepted] = []
+        for record in records:
+            message_id = str(record.get("messageId", ""))
+            try:
+                item = self._accept(message_id, record)
+            except Exception as exc:  # noqa: BLE001 - could not even dead-letter it: retry
+                _log_failure(None, exc)
+                batch.failed_message_ids.append(message_id)
+                continue
+            if isinstance(item, FanOutResult):
+                batch.results.append(item)
+            else:
+                accepted.append(item)
+        outcomes = self._fan_out(accepted) if accepted else {}
+        for item in accepted:
+            outcome = outcomes[item.key]
+            if outcome.result is not None:
+                batch.results.append(outcome.result)
+            else:
+                batch.failed_message_ids.append(item.key)
+        return batch
+
+    def _accept(self, message_id: str, record: Mapping[str, Any]) -> _Accepted | FanOutResult:
+        """The record's event, validated; or, for an invalid one, its rejection."""
+        body = record.get("body")
+        text = body if isinstance(body, str) else json.dumps(body, default=str)
+        attempts = _receive_count(record)
+        try:
+            event = json.loads(text)
+        except ValueError:
+            error = InvalidEvent("malformed_envelope", "the message body is not JSON")
+            return self._reject(text, {}, error, attempts)
+        if not isinstance(event, dict):
+            error = InvalidEvent("malformed_envelope", "the message body is not a JSON object")
+            return self._reject(text, {}, error, attempts)
+        try:
+            envelope, domain_event = parse_event(event)
+        except InvalidEvent as exc:
+            return self._reject(text, event, exc, attempts)
+        return _Accepted(message_id, envelope, domain_event)
+
+    def _fan_out(self, items: Sequence[_Accepted]) -> dict[str, _Outcome]:
+        """Plan every event, then enqueue per channel across events. An event fails as a whole
+        when its preferences, a write of its own, or any SendMessageBatch carrying one of its
+        requests failed."""
         now = self.clock()
-        user_id = getattr(domain_event, "user_id", None)
-        prefs = self.preferences.get(user_id) if user_id else None
+        user_ids = {uid for item in items if (uid := _user_id(item.event))}
+        try:
+            preferences = self.preferences.get_many(user_ids) if user_ids else {}
+        except Exception as exc:  # noqa: BLE001 - every event of the batch is retried
+            _log_failure(None, exc)
+            return {item.key: _Outcome(error=exc) for item in items}
+
+        metrics = ChannelMetrics()
+        failed: dict[str, Exception] = {}
+        planned: dict[str, FanOutResult] = {}
+        queued: dict[Channel, list[tuple[str, NotificationRequested]]] = defaultdict(list)
+        for item in items:
+            try:
+                result, requests = self._plan(item, preferences, now, metrics)
+            except Exception as exc:  # noqa: BLE001 - this event is retried, the rest go on
+                failed[item.key] = exc
+                continue
+            planned[item.key] = result
+            for request in requests:
+                queued[request.channel].append((item.key, request))
+
+        # Always enqueue: a duplicate event enqueues again, and the sender's ledger guard drops
+        # the duplicate message. One SendMessageBatch per ten requests of a channel, whichever
+        # events they come from; a batch that still fails fails each event it carried.
+        for channel, entries in queued.items():
+            url = self.settings.queue_url(channel)
+            for start in range(0, len(entries), SEND_BATCH_SIZE):
+                chunk = entries[start : start + SEND_BATCH_SIZE]
+                try:
+                    self.queues.enqueue(url, [request for _, request in chunk])
+                except Exception as exc:  # noqa: BLE001 - the events it carried are retried
+                    for key, _ in chunk:
+                        failed.setdefault(key, exc)
+        metrics.flush()
+
+        outcomes: dict[str, _Outcome] = {}
+        for item in items:
+            logger.set_correlation_id(item.envelope.id)
+            error = failed.get(item.key)
+            if error is not None:
+                _log_failure(item.envelope, error)
+                outcomes[item.key] = _Outcome(error=error)
+                continue
+            result = planned[item.key]
+            logger.info(
+                "event fanned out",
+                extra={
+                    "event_id": result.event_id,
+                    "event_type": result.event_type,
+                    "enqueued": result.enqueued,
+                    "suppressed": result.suppressed,
+                },
+            )
+            outcomes[item.key] = _Outcome(result=result)
+        return outcomes
+
+    def _plan(
+        self,
+        item: _Accepted,
+        preferences: dict[str, Preferences],
+        now: datetime,
+        metrics: ChannelMetrics,
+    ) -> tuple[FanOutResult, list[NotificationRequested]]:
+        """Route one event and record its suppressions; the requests to enqueue."""
+        envelope, domain_event = item.envelope, item.event
+        user_id = _user_id(domain_event)
+        prefs = preferences.get(user_id) if user_id else None
         if prefs is None and envelope.detail_type == "UserRegistered":
             prefs = self._first_preferences(domain_event)
+            preferences[prefs.user_id] = prefs  # the batch's later events of this user see them
         route = ROUTING_TABLE[envelope.detail_type]
         subscriptions = (
             self.subscriptions.list_for_event(envelope.detail_type) if route.webhooks else []
@@ -122,35 +287,25 @@ class FanOut:
         planned = plan_notifications(envelope, domain_event, prefs, subscriptions, now)
 
         # Suppressions are recorded here (the reason is known only here); a notification to
-        # send gets its ledger record from the sender's first claim. Always enqueue: a
-        # duplicate event enqueues again, and the sender's ledger guard drops the duplicate.
-        metrics = ChannelMetrics()
-        by_channel: dict[Channel, list[Any]] = defaultdict(list)
-        for item in planned:
-            if item.suppressed_reason is None:
-                by_channel[item.request.channel].append(item.request)
+        # send gets its ledger record from the sender's first claim.
+        requests: list[NotificationRequested] = []
+        enqueued: dict[str, int] = defaultdict(int)
+        suppressed = 0
+        for p in planned:
+            if p.suppressed_reason is None:
+                requests.append(p.request)
+                enqueued[p.request.channel.value] += 1
             else:
-                self.ledger.record_suppressed(item.request, item.suppressed_reason, now)
-                metrics.count("Suppressed", item.request.channel.value)
-        for channel, requests in by_channel.items():
-            self.queues.enqueue(self.settings.queue_url(channel), requests)
-        metrics.flush()
+                self.ledger.record_suppressed(p.request, p.suppressed_reason, now)
+                metrics.count("Suppressed", p.request.channel.value)
+                suppressed += 1
         result = FanOutResult(
             event_id=envelope.id,
             event_type=envelope.detail_type,
-            enqueued={c.value: len(r) for c, r in by_channel.items()},
-            suppressed=sum(1 for p in planned if p.suppressed_reason),
+            enqueued=dict(enqueued),
+            suppressed=suppressed,
         )
-        logger.info(
-            "event fanned out",
-            extra={
-                "event_id": envelope.id,
-                "event_type": envelope.detail_type,
-                "enqueued": result.enqueued,
-                "suppressed": result.suppressed,
-            },
-        )
-        return result
+        return result, requests
 
     def _first_preferences(self, event: DomainEvent) -> Preferences:
         """A newly registered user's first preferences: the address and locale they signed up
@@ -162,17 +317,20 @@ class FanOut:
         self.preferences.put(prefs)
         return prefs
 
-    def _reject(self, event: Mapping[str, Any], error: InvalidEvent) -> FanOutResult:
+    def _reject(
+        self, body: str, event: Mapping[str, Any], error: InvalidEvent, attempts: int
+    ) -> FanOutResult:
+        """Send an event no retry could fix to EventsDLQ as it arrived, with the reason."""
         event_id = event.get("id") if isinstance(event.get("id"), str) else None
         event_type = event.get("detail-type") if isinstance(event.get("detail-type"), str) else None
         self.queues.dead_letter(
             self.settings.events_dlq_url,
-            json.dumps(event, default=str),
+            body,
             DeadLetter(
                 reason=error.reason,
                 error=error.message,
                 failure_class="permanent",
-                attempts=1,
+                attempts=attempts,
                 source_queue="fan-out",
                 notification_id=None,
                 channel=None,
@@ -188,6 +346,35 @@ class FanOut:
             },
         )
         return FanOutResult(event_id=event_id, event_type=event_type, rejected_reason=error.reason)
+
+
+def _user_id(event: DomainEvent) -> str | None:
+    user_id = getattr(event, "user_id", None)
+    return user_id if isinstance(user_id, str) and user_id else None
+
+
+def _receive_count(record: Mapping[str, Any]) -> int:
+    attributes = record.get("attributes")
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    try:
+        return max(int(count), 1) if count is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def _log_failure(envelope: EventEnvelope | None, error: Exception) -> None:
+    """An event (or the whole batch, without ``envelope``) left for SQS to offer again. Reason
+    codes and exception types only: an exception's text may carry personal data."""
+    reason = error.reason if isinstance(error, NotificationError) else "unexpected_error"
+    logger.warning(
+        "event not fanned out; SQS offers it again",
+        extra={
+            "event_id": envelope.id if envelope else None,
+            "event_type": envelope.detail_type if envelope else None,
+            "reason": reason,
+            "error_type": type(error).__name__,
+        },
+    )
 
 
 def build_fan_out() -> FanOut:

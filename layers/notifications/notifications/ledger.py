@@ -71,6 +71,7 @@ class Ledger(Protocol):
     def begin_attempt(
         self, request: NotificationRequested, lease_until: datetime, now: datetime
     ) -> AttemptClaim: ...
+    def release_claim(self, notification_id: str, lease_until: datetime) -> None: ...
     def record_sent(
         self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime
     ) -> None: ...
@@ -169,38 +170,64 @@ class DynamoLedger:
             raise
         return True
 
+    def _claim_update(
+        self, request: NotificationRequested, lease_until: datetime, now: datetime, attempts: str
+    ) -> dict[str, Any]:
+        describe, names, values = _description(request)
+        return {
+            "Key": {"notification_id": request.notification_id},
+            "UpdateExpression": (
+                "SET #s = :sending, lease_until = :lease, updated_at = :now, "
+                f"attempts = {attempts}, {describe}"
+            ),
+            "ExpressionAttributeNames": {"#s": "status", **names},
+            "ExpressionAttributeValues": {
+                **values,
+                ":sending": NotificationStatus.SENDING.value,
+                ":lease": utc_iso(lease_until),
+                ":now": utc_iso(now),
+                ":one": 1,
+            },
+        }
+
+    def first_claim_action(
+        self, request: NotificationRequested, lease_until: datetime, now: datetime
+    ) -> dict[str, Any]:
+        """``begin_attempt`` for a notification with no record yet (its first attempt, the
+        common case) as an ``Update`` for ``TransactWriteItems``: creates the described record,
+        SENDING, attempt 1, leased; its condition fails if any record exists."""
+        return {
+            "TableName": self.table_name,
+            **self._claim_update(request, lease_until, now, attempts=":one"),
+            "ConditionExpression": "attribute_not_exists(notification_id)",
+        }
+
     def begin_attempt(
         self, request: NotificationRequested, lease_until: datetime, now: datetime
     ) -> AttemptClaim:
         """Claim the notification for one real attempt: counts the attempt and takes a lease
         until ``lease_until``. Refused when it is settled (SENT, DEAD_LETTERED, PURGED,
         SUPPRESSED: only an operator's redrive reopens one) or another lease is live."""
-        describe, names, values = _description(request)
+        update = self._claim_update(
+            request, lease_until, now, attempts="if_not_exists(attempts, :zero) + :one"
+        )
+        update["ExpressionAttributeValues"].update(
+            {
+                ":sent": NotificationStatus.SENT.value,
+                ":dead": NotificationStatus.DEAD_LETTERED.value,
+                ":purged": NotificationStatus.PURGED.value,
+                ":suppressed": NotificationStatus.SUPPRESSED.value,
+                ":zero": 0,
+            }
+        )
         try:
             response = self._table().update_item(
-                Key={"notification_id": request.notification_id},
-                UpdateExpression=(
-                    "SET #s = :sending, lease_until = :lease, updated_at = :now, "
-                    f"attempts = if_not_exists(attempts, :zero) + :one, {describe}"
-                ),
+                **update,
                 ConditionExpression=(
                     "attribute_not_exists(notification_id) OR "
                     "(NOT #s IN (:sent, :dead, :purged, :suppressed) AND "
                     "(attribute_not_exists(lease_until) OR lease_until < :now))"
                 ),
-                ExpressionAttributeNames={"#s": "status", **names},
-                ExpressionAttributeValues={
-                    **values,
-                    ":sending": NotificationStatus.SENDING.value,
-                    ":sent": NotificationStatus.SENT.value,
-                    ":dead": NotificationStatus.DEAD_LETTERED.value,
-                    ":purged": NotificationStatus.PURGED.value,
-                    ":suppressed": NotificationStatus.SUPPRESSED.value,
-                    ":lease": utc_iso(lease_until),
-                    ":now": utc_iso(now),
-                    ":zero": 0,
-                    ":one": 1,
-                },
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -218,6 +245,21 @@ class DynamoLedger:
                 datetime.fromisoformat(lease) if isinstance(lease, str) else None,
             )
         return AttemptClaim(Claim.GRANTED, int(response["Attributes"]["attempts"]))
+
+    def release_claim(self, notification_id: str, lease_until: datetime) -> None:
+        """Give back a claim taken for a send that then did not happen (a batch's claims are
+        taken ahead; the circuit may open before this one's turn): one attempt fewer and no
+        lease. Only while the lease is still the one taken."""
+        try:
+            self._table().update_item(
+                Key={"notification_id": notification_id},
+                UpdateExpression="SET attempts = attempts - :one REMOVE lease_until",
+                ConditionExpression="lease_until = :lease",
+                ExpressionAttributeValues={":one": 1, ":lease": utc_iso(lease_until)},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
 
     def record_sent(
         self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from notifications.aws import table
+from notifications.aws import resource, table
+from notifications.errors import RetryableError
 from notifications.models import Channel, QuietHours
 
 __all__ = ["DynamoPreferencesStore", "Preferences", "PreferencesStore", "QuietHours"]
@@ -45,8 +47,14 @@ class Preferences(BaseModel):
         return None
 
 
+BATCH_GET_SIZE = 100  # BatchGetItem's limit of keys per request
+BATCH_GET_TRIES = 5  # requests per chunk while DynamoDB returns UnprocessedKeys
+BATCH_GET_BACKOFF_SECONDS = 0.05  # doubled after each try that left keys unprocessed
+
+
 class PreferencesStore(Protocol):
     def get(self, user_id: str) -> Preferences | None: ...
+    def get_many(self, user_ids: Collection[str]) -> dict[str, Preferences]: ...
     def put(self, preferences: Preferences) -> None: ...
 
 
@@ -61,8 +69,9 @@ def updated(current: Preferences | None, user_id: str, changes: Mapping[str, Any
 class DynamoPreferencesStore:
     """Preferences as one item per user, keyed by ``user_id``."""
 
-    def __init__(self, table_name: str) -> None:
+    def __init__(self, table_name: str, sleep: Callable[[float], None] = time.sleep) -> None:
         self.table_name = table_name
+        self.sleep = sleep
 
     def _table(self) -> Any:
         return table(self.table_name)
@@ -70,6 +79,34 @@ class DynamoPreferencesStore:
     def get(self, user_id: str) -> Preferences | None:
         item = self._table().get_item(Key={"user_id": user_id}).get("Item")
         return None if item is None else Preferences.model_validate_json(item["document"])
+
+    def get_many(self, user_ids: Collection[str]) -> dict[str, Preferences]:
+        """The stored preferences of each of ``user_ids`` that has some (users without are
+        absent from the result): one BatchGetItem per hundred users, resending the keys
+        DynamoDB reports unprocessed (throttling, the 16 MB response limit) with a short
+        backoff. Raises ``RetryableError`` when keys stay unprocessed."""
+        unique = sorted(set(user_ids))
+        found: dict[str, Preferences] = {}
+        for start in range(0, len(unique), BATCH_GET_SIZE):
+            for item in self._batch_get(unique[start : start + BATCH_GET_SIZE]):
+                found[item["user_id"]] = Preferences.model_validate_json(item["document"])
+        return found
+
+    def _batch_get(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self.table_name: {"Keys": [{"user_id": u} for u in user_ids]}}
+        for attempt in range(BATCH_GET_TRIES):
+            if attempt:
+                self.sleep(BATCH_GET_BACKOFF_SECONDS * 2 ** (attempt - 1))
+            response = resource("dynamodb").batch_get_item(RequestItems=request)
+            items.extend(response.get("Responses", {}).get(self.table_name, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return items
+        unprocessed = len(request.get(self.table_name, {}).get("Keys", []))
+        raise RetryableError(
+            "preferences_unavailable", f"{unprocessed} preference keys stayed unprocessed"
+        )
 
     def put(self, preferences: Preferences) -> None:
         self._table().put_item(

@@ -33,9 +33,23 @@ class RateDecision:
     retry_at: datetime | None = None  # when not allowed: the next window's start
 
 
+@dataclass(frozen=True)
+class RateSlot:
+    """One counter: ``key`` and ``window`` (its start, epoch seconds) address the item."""
+
+    key: str
+    window: str
+    expires_at: int
+    window_end: datetime
+
+
 class CounterStore(Protocol):
-    def increment_below(self, key: str, window: str, limit: int, expires_at: int) -> bool:
-        """Add one to the counter if it is below ``limit``; False when it is not."""
+    def increment_below(self, slot: RateSlot, limit: int) -> bool:
+        """Add one to the slot's counter if it is below ``limit``; False when it is not."""
+        ...
+
+    def add_action(self, slot: RateSlot, count: int, limit: int) -> dict[str, Any]:
+        """The same for ``count`` at once, as an ``Update`` for ``TransactWriteItems``."""
         ...
 
 
@@ -63,14 +77,22 @@ class RateLimiter:
         epoch = int(now.timestamp())
         return datetime.fromtimestamp(epoch - epoch % self.window_seconds, tz=UTC)
 
-    def acquire(self, request: NotificationRequested, now: datetime) -> RateDecision:
+    def slot(self, request: NotificationRequested, now: datetime) -> RateSlot:
+        """The counter a send of ``request`` at ``now`` takes a slot in."""
         start = self.window_start(now)
         end = start + timedelta(seconds=self.window_seconds)
-        key = f"rate#{request.channel.value}#{rate_subject(request)}"
-        expires = int((end + COUNTER_RETENTION).timestamp())
-        if self.store.increment_below(key, str(int(start.timestamp())), self.per_window, expires):
+        return RateSlot(
+            key=f"rate#{request.channel.value}#{rate_subject(request)}",
+            window=str(int(start.timestamp())),
+            expires_at=int((end + COUNTER_RETENTION).timestamp()),
+            window_end=end,
+        )
+
+    def acquire(self, request: NotificationRequested, now: datetime) -> RateDecision:
+        slot = self.slot(request, now)
+        if self.store.increment_below(slot, self.per_window):
             return RateDecision(True)
-        return RateDecision(False, retry_at=end)
+        return RateDecision(False, retry_at=slot.window_end)
 
 
 class DynamoCounterStore:
@@ -82,15 +104,27 @@ class DynamoCounterStore:
     def _table(self) -> Any:
         return table(self.table_name)
 
-    def increment_below(self, key: str, window: str, limit: int, expires_at: int) -> bool:
+    def add_action(self, slot: RateSlot, count: int, limit: int) -> dict[str, Any]:
+        """The update that adds ``count`` to a counter if that keeps it within ``limit``: the
+        parameters of ``UpdateItem`` and of an ``Update`` in ``TransactWriteItems``."""
+        return {
+            "TableName": self.table_name,
+            "Key": {"pk": slot.key, "sk": slot.window},
+            "UpdateExpression": "ADD #c :n SET expires_at = :ttl",
+            "ConditionExpression": "attribute_not_exists(#c) OR #c <= :room",
+            "ExpressionAttributeNames": {"#c": "count"},
+            "ExpressionAttributeValues": {
+                ":n": count,
+                ":room": limit - count,
+                ":ttl": slot.expires_at,
+            },
+        }
+
+    def increment_below(self, slot: RateSlot, limit: int) -> bool:
+        action = self.add_action(slot, 1, limit)
+        del action["TableName"]
         try:
-            self._table().update_item(
-                Key={"pk": key, "sk": window},
-                UpdateExpression="ADD #c :one SET expires_at = :ttl",
-                ConditionExpression="attribute_not_exists(#c) OR #c < :limit",
-                ExpressionAttributeNames={"#c": "count"},
-                ExpressionAttributeValues={":one": 1, ":limit": limit, ":ttl": expires_at},
-            )
+            self._table().update_item(**action)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False

@@ -16,6 +16,11 @@ Each SQS record goes through small stages, in order; the sender only wires them:
    visibility backoff (or, when it opened the breaker, put back until the reopen time); a
    permanent failure, or a retryable one on the last attempt, goes to NotificationsDLQ.
 
+Before the records go through one by one, ``admission.py`` takes the rate slots and ledger
+claims of the batch's first attempts that pass stages 1-3 while the channel's breaker is closed
+in one DynamoDB transaction (steps 4 and 6 ahead, for the batch); those records skip their own
+rate-limit and claim writes. Anything the transaction cannot settle goes the per-message way.
+
 A deferral (``deferral.py``) puts the same body back on the queue and acknowledges the
 original, so it consumes no attempt. Attempt n is the ledger's count of real provider
 attempts, not ``ApproximateReceiveCount`` (a deferred message is a new message); SQS
@@ -33,14 +38,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from notifications.admission import Admitted, BatchAdmission
+from notifications.batch import PartialBatchResponse, SqsRecord, process_partially
 from notifications.channels.base import ChannelProvider
 from notifications.circuit_breaker import CircuitBreaker, EventSourceMappings, Permit
 from notifications.deferral import Deferrer, Destination
@@ -120,8 +122,12 @@ class Sender:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stages: PolicyStages | None = None,
         stale_endpoints: StaleEndpoints | None = None,
+        admission: BatchAdmission | None = None,
     ) -> None:
         self.providers = providers
+        self.admission = admission
+        self._admitted: dict[str, Admitted] = {}
+        self._parsed: dict[str, NotificationRequested] = {}
         self.stale_endpoints = stale_endpoints
         self.renderer = renderer
         self.ledger = ledger
@@ -134,69 +140,114 @@ class Sender:
         self._metrics = ChannelMetrics()
         self._lease = DEFAULT_LEASE
 
-    def process_batch(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
         remaining_ms = context.get_remaining_time_in_millis() if context is not None else None
         self._lease = (
             timedelta(milliseconds=remaining_ms) + LEASE_MARGIN if remaining_ms else DEFAULT_LEASE
         )
         if self.stages.breaker is not None:
             self.stages.breaker.begin_batch()
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        records = event.get("Records") or []
         try:
-            response = process_partial_response(
-                event=event, record_handler=self.handle_record, processor=processor, context=context
-            )
-            return dict(response)
+            self._admit_ahead(records)
+            return process_partially(records, self.handle_record, expected=(RetryScheduled,))
         finally:
+            self._admitted.clear()
+            self._parsed.clear()
             self._metrics.flush()
 
-    def handle_record(self, record: SQSRecord) -> Outcome:
+    def _admit_ahead(self, records: list[dict[str, Any]]) -> None:
+        """Rate slots and claims for the batch's admissible records in one transaction
+        (``admission.py``): parsed, reachable, outside quiet hours, channel breaker closed."""
+        if self.admission is None or len(records) < 2:
+            return
+        now = self.clock()
+        candidates = []
+        for raw in records:
+            try:
+                request = NotificationRequested.model_validate_json(raw.get("body") or "")
+                validate_recipient(request)
+            except (ValidationError, PermanentError):
+                continue  # the record's own turn dead-letters it with its reason
+            self._parsed[str(raw.get("messageId"))] = request
+            if self.stages.quiet_hours is not None and self.stages.quiet_hours.deferral(
+                request, now
+            ):
+                continue
+            if self.stages.breaker is not None and not self.stages.breaker.is_closed(
+                request.channel
+            ):
+                continue
+            candidates.append(request)
+        if len(candidates) < 2:
+            return
+        try:
+            self._admitted = self.admission.admit(candidates, now + self._lease, now)
+        except (BotoCoreError, ClientError) as exc:
+            # Not lost: every record then takes its own slot and claim, and fails on its own.
+            logger.warning(
+                "batch admission failed, records go one by one",
+                extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
+
+    def handle_record(self, record: SqsRecord) -> Outcome:
         source_url = self.queue_urls.get(queue_name(record.event_source_arn), "")
         try:
-            request = NotificationRequested.model_validate_json(record.body)
+            request = self._parsed.pop(record.message_id, None)
+            if request is None:
+                request = NotificationRequested.model_validate_json(record.body)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
                 for e in exc.errors(include_url=False, include_input=False)
             )
             error = PermanentError("malformed_message", problems[:1000])
-            attempt = int(record.attributes.approximate_receive_count or 1)
+            attempt = record.receive_count
             self._dead_letter(record, None, error, "permanent", attempt, source_url)
             return Outcome("dead_lettered", error.reason)
         return self.deliver(record, request, source_url)
 
     def deliver(
-        self, record: SQSRecord, request: NotificationRequested, source_url: str
+        self, record: SqsRecord, request: NotificationRequested, source_url: str
     ) -> Outcome:
         now = self.clock()
         destination = Destination(source_url, record.event_source_arn)
         stages = self.stages
-        try:
-            validate_recipient(request)
-        except PermanentError as exc:
-            self._dead_letter(record, request, exc, "permanent", 0, source_url)
-            self._metrics.count("Failed", request.channel.value)
-            return Outcome("dead_lettered", exc.reason)
+        # Admitted ahead: recipient, quiet hours, rate slot and claim were settled for the batch.
+        admitted = self._admitted.pop(request.notification_id, None)
+        if admitted is None:
+            try:
+                validate_recipient(request)
+            except PermanentError as exc:
+                self._dead_letter(record, request, exc, "permanent", 0, source_url)
+                self._metrics.count("Failed", request.channel.value)
+                return Outcome("dead_lettered", exc.reason)
 
-        if stages.quiet_hours is not None:
-            until = stages.quiet_hours.deferral(request, now)
-            if until is not None:
-                return self._defer(record, request, destination, until, "quiet_hours", now)
-        if stages.rate_limiter is not None:
-            decision = stages.rate_limiter.acquire(request, now)
-            if not decision.allowed and decision.retry_at is not None:
-                return self._defer(
-                    record, request, destination, decision.retry_at, "rate_limited", now
-                )
+            if stages.quiet_hours is not None:
+                until = stages.quiet_hours.deferral(request, now)
+                if until is not None:
+                    return self._defer(record, request, destination, until, "quiet_hours", now)
+            if stages.rate_limiter is not None:
+                decision = stages.rate_limiter.acquire(request, now)
+                if not decision.allowed and decision.retry_at is not None:
+                    return self._defer(
+                        record, request, destination, decision.retry_at, "rate_limited", now
+                    )
         permit = ALLOWED
         if stages.breaker is not None:
             permit = stages.breaker.permit(request.channel, now, self._lease)
             if not permit.allowed and permit.retry_at is not None:
+                if admitted is not None:  # the circuit opened earlier in this batch
+                    self.ledger.release_claim(request.notification_id, admitted.lease_until)
                 return self._defer(
                     record, request, destination, permit.retry_at, "circuit_open", now
                 )
 
-        claim = self.ledger.begin_attempt(request, lease_until=now + self._lease, now=now)
+        claim = (
+            admitted.claim
+            if admitted is not None
+            else self.ledger.begin_attempt(request, lease_until=now + self._lease, now=now)
+        )
         if claim.outcome in (Claim.ALREADY_SENT, Claim.SETTLED):
             logger.info(
                 "duplicate delivery skipped", extra={**_log_ids(request), "claim": claim.outcome}
@@ -243,7 +294,7 @@ class Sender:
 
     def _defer(
         self,
-        record: SQSRecord,
+        record: SqsRecord,
         request: NotificationRequested,
         destination: Destination,
         until: datetime,
@@ -268,7 +319,7 @@ class Sender:
 
     def _retry_or_give_up(
         self,
-        record: SQSRecord,
+        record: SqsRecord,
         request: NotificationRequested,
         error: RetryableError,
         attempt: int,
@@ -335,7 +386,7 @@ class Sender:
 
     def _give_up(
         self,
-        record: SQSRecord,
+        record: SqsRecord,
         request: NotificationRequested,
         error: NotificationError,
         failure_class: str,
@@ -358,7 +409,7 @@ class Sender:
 
     def _dead_letter(
         self,
-        record: SQSRecord,
+        record: SqsRecord,
         request: NotificationRequested | None,
         error: NotificationError,
         failure_class: str,
@@ -512,16 +563,20 @@ def build_stages(settings: SenderSettings, function_name: str | None) -> PolicyS
 
 def build_sender(settings: SenderSettings | None = None) -> Sender:
     """Wire the sender from the environment, once per cold start."""
+    from notifications.admission import DynamoTransactions
     from notifications.ledger import DynamoLedger
     from notifications.preferences import DynamoPreferencesStore
     from notifications.queues import SqsQueues, urls_by_name
 
     settings = settings or SenderSettings.from_env()
     channel_urls = [settings.queue_url(channel) for channel in Channel]
+    ledger = DynamoLedger(settings.ledger_table)
+    stages = build_stages(settings, os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    limiter = stages.rate_limiter
     return Sender(
         providers=build_providers(settings),
         renderer=TemplateRenderer(),
-        ledger=DynamoLedger(settings.ledger_table),
+        ledger=ledger,
         queues=SqsQueues(),
         retry=RetryConfig(
             max_attempts=settings.max_attempts,
@@ -532,6 +587,13 @@ def build_sender(settings: SenderSettings | None = None) -> Sender:
         ),
         queue_urls=urls_by_name(channel_urls),
         dlq_url=settings.notifications_dlq_url,
-        stages=build_stages(settings, os.environ.get("AWS_LAMBDA_FUNCTION_NAME")),
+        stages=stages,
         stale_endpoints=DynamoPreferencesStore(settings.preferences_table),
+        admission=(
+            BatchAdmission(
+                DynamoTransactions(), ledger, limiter, limiter.store if limiter else None
+            )
+            if settings.batch_admission
+            else None
+        ),
     )

@@ -97,6 +97,9 @@ class SenderSettings(BaseSettings, QueueSettings):
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=60.0, gt=0)
     webhook_allow_loopback: bool = False
+    # Rate slots and claims of a batch's first attempts in one transaction (admission.py):
+    # fewer requests, more DynamoDB write units. false: one by one.
+    batch_admission: bool = True
     ses_configuration_set: str | None = None
     unsubscribe_url: str | None = None
     sms_type: Literal["Transactional", "Promotional"] = "Transactional"
@@ -105,7 +108,7 @@ class SenderSettings(BaseSettings, QueueSettings):
     webhook_secret_prefix: str = "notifications/dev/webhooks/"  # noqa: S105 - a name prefix
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
 
-    @field_validator("backoff_jitter", "webhook_allow_loopback", mode="before")
+    @field_validator("backoff_jitter", "webhook_allow_loopback", "batch_admission", mode="before")
     @classmethod
     def _flag(cls, value: object) -> object:
         if isinstance(value, str) and value.strip().lower() not in {"true", "false", "1", "0"}:
