@@ -64,6 +64,22 @@ _CURRENT_FUNCTION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 ESM_OPERATIONS = {"ReceiveMessage", "DeleteMessageBatch", "DeleteMessage"}
 
 
+def billable_requests(categories: dict[str, int], system: str, events: int) -> int:
+    """What AWS bills as requests: function code and the event source mappings (``app``,
+    ``esm``), plus for the product the FanOutQueue buffer: its mapping's receives and deletes
+    and EventBridge's ``SendMessage`` of each domain event into it (made inside moto, so one
+    per published event). The baseline is not billed the buffer: wired naively, EventBridge
+    would invoke its fan-out per event."""
+    total = categories.get("app", 0) + categories.get("esm", 0)
+    if system == "baseline":
+        return total
+    return total + buffer_requests(categories, system, events)
+
+
+def buffer_requests(categories: dict[str, int], system: str, events: int) -> int:
+    return 0 if system == "baseline" else categories.get("esm_buffer", 0) + events
+
+
 def dynamodb_units(operation: str, params: dict[str, Any]) -> dict[str, int]:
     """Capacity units a DynamoDB request bills on demand, for items under 1 KB (writes) and
     4 KB (strongly consistent reads): one per item, two per item in a transaction."""
@@ -261,9 +277,14 @@ class Scenario:
 
 @contextmanager
 def local_stack(
-    clock: Any, failure_rate: float = 0.0, seed: int = 7, users: int = 40
+    clock: Any,
+    failure_rate: float = 0.0,
+    seed: int = 7,
+    users: int = 40,
+    parameters: dict[str, str] | None = None,
 ) -> Iterator[Scenario]:
-    """template.yaml deployed into a fresh moto with the demo's users (inside ``mock_aws``)."""
+    """template.yaml deployed into a fresh moto with the demo's users (inside ``mock_aws``);
+    ``parameters`` override template parameters (e.g. ``BatchAdmission=false``)."""
     from moto import mock_aws
 
     from notifications.aws import reset_clients
@@ -274,7 +295,11 @@ def local_stack(
 
     reset_clients()
     rng = random.Random(seed)
-    parameters = {"FailureRate": str(failure_rate), "WebhookAllowLoopback": "true"}
+    parameters = {
+        "FailureRate": str(failure_rate),
+        "WebhookAllowLoopback": "true",
+        **(parameters or {}),
+    }
     with mock_aws(), WebhookReceiver().running() as receiver:
         stack = deploy(TEMPLATE, parameters, stack_name="notifications-bench", clock=clock)
         prepare(stack)

@@ -44,10 +44,7 @@ class SystemRun:
     delivered: int
     app_requests: int
     esm_requests: int
-    # The FanOutQueue buffer: EventBridge's SendMessage per domain event (inside moto, so
-    # counted as one per published event) and the fan-out mapping's receives and deletes. Not
-    # billed to the baseline: wired naively, EventBridge invokes its fan-out per event.
-    buffer_requests: int
+    buffer_requests: int  # the FanOutQueue buffer (common.billable_requests)
     esm_idle_requests: int
     runtime_requests: int
     producer_requests: int
@@ -91,13 +88,18 @@ class SystemRun:
         return usd
 
 
-def run(system: str, failure_rate: float, notifications: int) -> SystemRun:
+def run(
+    system: str,
+    failure_rate: float,
+    notifications: int,
+    parameters: dict[str, str] | None = None,
+) -> SystemRun:
     from notifyctl.local.clock import ControlledClock
 
     with (
         ControlledClock() as clock,
         common.instrumented() as (requests, invocations),
-        common.local_stack(clock, failure_rate=failure_rate) as scenario,
+        common.local_stack(clock, failure_rate=failure_rate, parameters=parameters) as scenario,
     ):
         result = common.measured_run(
             system, scenario, requests, invocations, notifications, steady=False
@@ -112,9 +114,7 @@ def run(system: str, failure_rate: float, notifications: int) -> SystemRun:
             delivered=delivered,
             app_requests=categories.get("app", 0),
             esm_requests=categories.get("esm", 0),
-            buffer_requests=(
-                0 if system == "baseline" else categories.get("esm_buffer", 0) + result.events
-            ),
+            buffer_requests=common.buffer_requests(categories, system, result.events),
             esm_idle_requests=categories.get("esm_idle", 0),
             runtime_requests=categories.get("runtime", 0),
             producer_requests=categories.get("producer", 0),
@@ -201,11 +201,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--notifications", type=int, default=1000)
     parser.add_argument("--failure-rate", type=float, default=0.3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameter for the product, e.g. BatchAdmission=false (repeatable)",
+    )
+    parser.add_argument("--product-only", action="store_true", help="skip the baseline")
     args = parser.parse_args(argv)
+    parameters = dict(item.split("=", 1) for item in args.parameter)
+    systems = ("product",) if args.product_only else ("product", "baseline")
     runs = [
-        run(system, rate, args.notifications)
+        run(system, rate, args.notifications, parameters if system == "product" else None)
         for rate in (0.0, args.failure_rate)
-        for system in ("product", "baseline")
+        for system in systems
     ]
     print(report(runs))
     figures = {

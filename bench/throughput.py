@@ -57,7 +57,7 @@ def run(system: str, size: int) -> Load:
             delivered=result.sent,
             seconds=result.seconds,
             handler_seconds=invocations.total(),
-            billable_requests=categories.get("app", 0) + categories.get("esm", 0),
+            billable_requests=common.billable_requests(categories, system, result.events),
             p50_ms=common.percentile(result.latencies_ms, 50),
             p99_ms=common.percentile(result.latencies_ms, 99),
         )

@@ -155,3 +155,30 @@ def test_with_batch_admission_off_each_message_takes_its_own_slot_and_claim(
     assert operations["TransactWriteItems"] == 0
     assert operations["UpdateItem"] == 15
     assert rate_counters(stack) == {f"rate#email#user:user-{n}": 1 for n in range(5)}
+
+
+def test_a_message_received_before_goes_one_by_one_without_cancelling_the_batch(
+    stack, clock, dynamodb_calls
+):
+    # Given a message received once already (a retry: it comes back after its visibility
+    # timeout) in a batch with four new ones
+    url = stack.queue_url("EmailQueue")
+    SqsQueues().enqueue(url, [welcome(0)])
+    sqs = stack.clients.sqs
+    (first,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
+    SqsQueues().enqueue(url, [welcome(n) for n in range(1, 5)])
+    clock.advance(1)
+    dynamodb_calls.clear()
+
+    # When the sender handles the batch
+    assert stack.pump() == 5
+
+    # Then all five are sent; the retry took its own slot and claim, and the one transaction
+    # for the four new ones went through at the first try
+    assert len(sent_emails()) == 5
+    operations = Counter(operation for operation, _ in dynamodb_calls)
+    assert operations["TransactWriteItems"] == 1
+    assert operations["UpdateItem"] == 5 + 2

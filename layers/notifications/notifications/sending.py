@@ -158,12 +158,15 @@ class Sender:
 
     def _admit_ahead(self, records: list[dict[str, Any]]) -> None:
         """Rate slots and claims for the batch's admissible records in one transaction
-        (``admission.py``): parsed, reachable, outside quiet hours, channel breaker closed."""
+        (``admission.py``): first received, parsed, reachable, outside quiet hours, channel
+        breaker closed."""
         if self.admission is None or len(records) < 2:
             return
         now = self.clock()
         candidates = []
         for raw in records:
+            if int((raw.get("attributes") or {}).get("ApproximateReceiveCount") or 1) > 1:
+                continue  # received before: it has a record, and would cancel the transaction
             try:
                 request = NotificationRequested.model_validate_json(raw.get("body") or "")
                 validate_recipient(request)
