@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from notifications.batch import PartialBatchResponse
 from notifications.caching import TtlCache
 from notifications.errors import NotificationError, PermanentError
 from notifications.ledger import Ledger
@@ -80,7 +81,7 @@ class BatchResult:
     results: list[FanOutResult] = field(default_factory=list)
     failed_message_ids: list[str] = field(default_factory=list)
 
-    def response(self) -> dict[str, list[dict[str, str]]]:
+    def response(self) -> PartialBatchResponse:
         """The partial batch response Lambda's SQS event source expects."""
         return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids]}
 
