@@ -70,10 +70,8 @@ def billable_requests(categories: dict[str, int], system: str, events: int) -> i
     and EventBridge's ``SendMessage`` of each domain event into it (made inside moto, so one
     per published event). The baseline is not billed the buffer: wired naively, EventBridge
     would invoke its fan-out per event."""
-    total = categories.get("app", 0) + categories.get("esm", 0)
-    if system == "baseline":
-        return total
-    return total + buffer_requests(categories, system, events)
+    own = categories.get("app", 0) + categories.get("esm", 0)
+    return own + buffer_requests(categories, system, events)
 
 
 def buffer_requests(categories: dict[str, int], system: str, events: int) -> int:

@@ -2,7 +2,7 @@
 
 import logging
 
-from notifications.batch import SqsRecord, process_partially
+from notifications.batch import SqsRecord, process_partially, sqs_records
 
 
 def raw(message_id, body="{}", **extra):
@@ -50,7 +50,9 @@ def test_failed_records_are_reported_and_the_rest_carry_on(caplog):
     # When the batch is processed
     with caplog.at_level(logging.INFO):
         response = process_partially(
-            [raw(f"m-{n}") for n in range(1, 6)], handle, expected=(Expected,)
+            sqs_records({"Records": [raw(f"m-{n}") for n in range(1, 6)]}),
+            handle,
+            expected=(Expected,),
         )
 
     # Then every record was handled, the two failures reported for SQS to redeliver
@@ -67,5 +69,5 @@ def test_a_batch_where_every_record_fails_is_reported_not_raised():
     def handle(record):
         raise RuntimeError("down")
 
-    response = process_partially([raw("a"), raw("b")], handle)
+    response = process_partially(sqs_records({"Records": [raw("a"), raw("b")]}), handle)
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == ["a", "b"]

@@ -127,15 +127,20 @@ class BatchAdmission:
     def _admit_chunk(
         self, pending: list[NotificationRequested], lease_until: datetime, now: datetime
     ) -> list[NotificationRequested]:
+        slots = (
+            {r.notification_id: self.limiter.slot(r, now) for r in pending}
+            if self.limiter is not None
+            else {}
+        )
         if self.limiter is not None:
             # A user with more messages here than a window allows goes one by one.
-            slots = Counter(self.limiter.slot(r, now).key for r in pending)
+            per_key = Counter(slot.key for slot in slots.values())
             limit = self.limiter.per_window
-            pending = [r for r in pending if slots[self.limiter.slot(r, now).key] <= limit]
+            pending = [r for r in pending if per_key[slots[r.notification_id].key] <= limit]
         for _ in range(MAX_ROUNDS):
             if not pending:
                 return []
-            actions, owners = self._actions(pending, lease_until, now)
+            actions, owners = self._actions(pending, slots, lease_until, now)
             codes = self.transactions.write(actions, _token(actions))
             if codes is None:
                 return pending
@@ -155,7 +160,11 @@ class BatchAdmission:
         return []
 
     def _actions(
-        self, pending: list[NotificationRequested], lease_until: datetime, now: datetime
+        self,
+        pending: list[NotificationRequested],
+        slots: Mapping[str, RateSlot],
+        lease_until: datetime,
+        now: datetime,
     ) -> tuple[list[dict[str, Any]], list[list[str]]]:
         """The transaction's actions and, for each, the notification ids it stands for."""
         actions = [self.claims.first_claim_action(r, lease_until, now) for r in pending]
@@ -163,7 +172,7 @@ class BatchAdmission:
         if self.limiter is not None and self.counters is not None:
             by_slot: dict[tuple[str, str], tuple[RateSlot, list[str]]] = {}
             for request in pending:
-                slot = self.limiter.slot(request, now)
+                slot = slots[request.notification_id]
                 by_slot.setdefault((slot.key, slot.window), (slot, []))[1].append(
                     request.notification_id
                 )

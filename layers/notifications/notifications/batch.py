@@ -55,15 +55,19 @@ class SqsRecord:
         )
 
 
+def sqs_records(event: Mapping[str, Any]) -> list[SqsRecord]:
+    """The records of an SQS event."""
+    return [SqsRecord.from_event(raw) for raw in event.get("Records") or []]
+
+
 def process_partially(
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[SqsRecord],
     handle: Callable[[SqsRecord], object],
     expected: tuple[type[Exception], ...] = (),
 ) -> PartialBatchResponse:
     """Run ``handle`` on every record; the ones that raised are the batch's item failures."""
     failures: list[ItemFailure] = []
-    for raw in records:
-        record = SqsRecord.from_event(raw)
+    for record in records:
         try:
             handle(record)
         except expected as exc:

@@ -98,24 +98,26 @@ class CircuitBreaker:
         another instance opening it meanwhile lets at most the rest of this batch through."""
         self._closed.clear()
 
-    def is_closed(self, channel: Channel) -> bool:
-        """Closed, as ``permit`` would find it in this batch (read once, cached alike); no
-        trial is taken, so a sender may ask before deciding to admit a batch ahead."""
+    def _not_closed(self, channel: Channel) -> BreakerRecord | None:
+        """None while the breaker is closed (read once per batch, then cached); else its
+        record."""
         if channel in self._closed:
-            return True
+            return None
         record = self.store.read(channel)
         if record.state is BreakerState.CLOSED:
             self._closed[channel] = record.failures
-            return True
-        return False
+            return None
+        return record
+
+    def is_closed(self, channel: Channel) -> bool:
+        """Closed, as ``permit`` would find it in this batch; no trial is taken, so a sender
+        may ask before deciding to admit a batch ahead."""
+        return self._not_closed(channel) is None
 
     def permit(self, channel: Channel, now: datetime, trial_lease: timedelta) -> Permit:
-        if channel in self._closed:
+        record = self._not_closed(channel)
+        if record is None:
             return Permit(True, failures_seen=self._closed[channel])
-        record = self.store.read(channel)
-        if record.state is BreakerState.CLOSED:
-            self._closed[channel] = record.failures
-            return Permit(True, failures_seen=record.failures)
         if record.is_open(now):
             return Permit(False, retry_at=record.open_until)
         if self.store.claim_trial(channel, now, now + trial_lease):

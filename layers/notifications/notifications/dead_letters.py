@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from notifications.alerts import Alerts
-from notifications.batch import PartialBatchResponse, SqsRecord, process_partially
+from notifications.batch import PartialBatchResponse, SqsRecord, process_partially, sqs_records
 from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested
@@ -91,7 +91,7 @@ class DeadLetterRecorder:
                 },
             )
 
-        response = process_partially(event.get("Records") or [], record_one)
+        response = process_partially(sqs_records(event), record_one)
         metrics.flush()
         if recorded:
             # One alert per batch. If it fails the whole batch is retried; the ledger writes

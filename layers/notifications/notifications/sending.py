@@ -42,7 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from notifications.admission import Admitted, BatchAdmission
-from notifications.batch import PartialBatchResponse, SqsRecord, process_partially
+from notifications.batch import PartialBatchResponse, SqsRecord, process_partially, sqs_records
 from notifications.channels.base import ChannelProvider
 from notifications.circuit_breaker import CircuitBreaker, EventSourceMappings, Permit
 from notifications.deferral import Deferrer, Destination
@@ -147,7 +147,7 @@ class Sender:
         )
         if self.stages.breaker is not None:
             self.stages.breaker.begin_batch()
-        records = event.get("Records") or []
+        records = sqs_records(event)
         try:
             self._admit_ahead(records)
             return process_partially(records, self.handle_record, expected=(RetryScheduled,))
@@ -156,7 +156,7 @@ class Sender:
             self._parsed.clear()
             self._metrics.flush()
 
-    def _admit_ahead(self, records: list[dict[str, Any]]) -> None:
+    def _admit_ahead(self, records: list[SqsRecord]) -> None:
         """Rate slots and claims for the batch's admissible records in one transaction
         (``admission.py``): first received, parsed, reachable, outside quiet hours, channel
         breaker closed."""
@@ -164,15 +164,15 @@ class Sender:
             return
         now = self.clock()
         candidates = []
-        for raw in records:
-            if int((raw.get("attributes") or {}).get("ApproximateReceiveCount") or 1) > 1:
+        for record in records:
+            if record.receive_count > 1:
                 continue  # received before: it has a record, and would cancel the transaction
             try:
-                request = NotificationRequested.model_validate_json(raw.get("body") or "")
+                request = NotificationRequested.model_validate_json(record.body)
                 validate_recipient(request)
             except (ValidationError, PermanentError):
                 continue  # the record's own turn dead-letters it with its reason
-            self._parsed[str(raw.get("messageId"))] = request
+            self._parsed[record.message_id] = request
             if self.stages.quiet_hours is not None and self.stages.quiet_hours.deferral(
                 request, now
             ):
