@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from notifications.aws import table
+from notifications.errors import ServiceError
 from notifications.ledger import AttemptClaim, Claim
 from notifications.models import NotificationRequested
 from notifications.rate_limit import RateLimiter, RateSlot
@@ -84,9 +85,11 @@ class DynamoTransactions:
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
+                raise ServiceError("transaction_failed", f"{type(exc).__name__}: {exc}") from exc
             reasons = exc.response.get("CancellationReasons") or []
             return [str(reason.get("Code") or NOT_FAILED) for reason in reasons]
+        except BotoCoreError as exc:
+            raise ServiceError("transaction_failed", f"{type(exc).__name__}: {exc}") from exc
         return None
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from notifications.batch import PartialBatchResponse
 from notifications.caching import TtlCache
+from notifications.contracts import DeadLetterMessage
 from notifications.errors import NotificationError, PermanentError
 from notifications.ledger import Ledger
 from notifications.models import (
@@ -31,9 +32,10 @@ from notifications.models import (
 )
 from notifications.observability import ChannelMetrics, logger
 from notifications.preferences import Preferences, PreferencesStore
-from notifications.queues import SEND_BATCH_SIZE, DeadLetter, NotificationQueues
+from notifications.queues import SEND_BATCH_SIZE, NotificationQueues
 from notifications.routing import ROUTING_TABLE, Subscription, plan_notifications
 from notifications.settings import FanOutSettings
+from notifications.verdicts import FailureClass
 
 MAX_ERROR_LENGTH = 1000
 
@@ -327,14 +329,12 @@ class FanOut:
         self.queues.dead_letter(
             self.settings.events_dlq_url,
             body,
-            DeadLetter(
+            DeadLetterMessage(
                 reason=error.reason,
                 error=error.message,
-                failure_class="permanent",
+                failure_class=FailureClass.PERMANENT,
                 attempts=attempts,
                 source_queue="fan-out",
-                notification_id=None,
-                channel=None,
             ),
         )
         logger.warning(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from notifications.aws import client
+from notifications.contracts import DeadLetterMessage
 from notifications.errors import RetryableError
 from notifications.models import NotificationRequested
 
@@ -15,39 +15,10 @@ SEND_BATCH_SIZE = 10  # SendMessageBatch's limit
 SEND_BATCH_TRIES = 3
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """Why a message is given up on; travels as message attributes into the DLQ."""
-
-    reason: str
-    error: str
-    failure_class: str  # "permanent" or "exhausted"
-    attempts: int
-    source_queue: str
-    notification_id: str | None = None
-    channel: str | None = None
-
-    def attributes(self) -> dict[str, dict[str, str]]:
-        values = {
-            "reason": self.reason,
-            "error": self.error[:1024],
-            "failure_class": self.failure_class,
-            "attempts": str(self.attempts),
-            "source_queue": self.source_queue,
-            "notification_id": self.notification_id,
-            "channel": self.channel,
-        }
-        return {
-            name: {"DataType": "Number" if name == "attempts" else "String", "StringValue": value}
-            for name, value in values.items()
-            if value
-        }
-
-
 class NotificationQueues(Protocol):
     def enqueue(self, queue_url: str, requests: Sequence[NotificationRequested]) -> None: ...
     def delay_visibility(self, queue_url: str, receipt_handle: str, seconds: int) -> None: ...
-    def dead_letter(self, queue_url: str, body: str, letter: DeadLetter) -> None: ...
+    def dead_letter(self, queue_url: str, body: str, letter: DeadLetterMessage) -> None: ...
 
 
 class SqsQueues:
@@ -83,10 +54,8 @@ class SqsQueues:
             QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
         )
 
-    def dead_letter(self, queue_url: str, body: str, letter: DeadLetter) -> None:
-        client("sqs").send_message(
-            QueueUrl=queue_url, MessageBody=body, MessageAttributes=letter.attributes()
-        )
+    def dead_letter(self, queue_url: str, body: str, letter: DeadLetterMessage) -> None:
+        client("sqs").send_message(QueueUrl=queue_url, **letter.to_message(body))
 
 
 def _entry(entry_id: str, request: NotificationRequested) -> dict[str, Any]:
