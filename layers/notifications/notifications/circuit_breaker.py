@@ -83,8 +83,6 @@ class BreakerStore(Protocol):
 class CircuitBreaker:
     """Stage of the sender."""
 
-    reason = "circuit_open"
-
     def __init__(self, store: BreakerStore, threshold: int, open_seconds: float) -> None:
         if threshold < 1 or open_seconds <= 0:
             raise ValueError("threshold and open_seconds must be positive")

@@ -3,56 +3,50 @@
 A dead letter reaches NotificationsDLQ two ways: the sender gave up on it (message attributes
 carry ``reason``, ``error``, ``failure_class``, ``attempts``), or SQS redrove it after
 ``maxReceiveCount`` receives without a verdict (a crashed or timed-out sender; no attributes).
+Both are read by the one contract, ``contracts.DeadLetterMessage.from_record``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from notifications.alerts import Alerts
-from notifications.batch import PartialBatchResponse, SqsRecord, process_partially, sqs_records
+from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
+from notifications.contracts import DeadLetterMessage, MalformedMessage, parse_request
 from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested
 from notifications.observability import ChannelMetrics, logger
 
-REDRIVEN_BY_SQS = "max_receive_count_exceeded"
 UNPARSEABLE_NAMESPACE = uuid.UUID("0b3f7c52-8a51-4e7f-9f0c-1d2b3a4c5d6e")
 
 
 def entry_from_record(record: SqsRecord) -> DeadLetterEntry:
     """What the ledger keeps about one dead letter, masked where it names a person."""
-    attributes = record.attributes
-    receive_count = record.receive_count
+    letter = DeadLetterMessage.from_record(record)
     try:
-        request: NotificationRequested | None = NotificationRequested.model_validate_json(
-            record.body
-        )
-    except ValidationError:
+        request: NotificationRequested | None = parse_request(record.body)
+    except MalformedMessage:
         request = None
     if request is not None:
         notification_id = request.notification_id
     else:  # unparseable: keyed by the DLQ message so the record is still unique and findable
-        notification_id = attributes.get("notification_id") or str(
+        notification_id = letter.notification_id or str(
             uuid.uuid5(UNPARSEABLE_NAMESPACE, record.message_id)
         )
-    reason = attributes.get("reason") or REDRIVEN_BY_SQS
     return DeadLetterEntry(
         notification_id=notification_id,
-        reason=reason,
-        error=attributes.get("error")
-        or "the sender did not settle it within maxReceiveCount receives (crash or timeout)",
-        failure_class=attributes.get("failure_class") or "exhausted",
+        reason=letter.reason,
+        error=letter.error,
+        failure_class=letter.failure_class.value,
         payload=record.body,
-        receive_count=int(attributes.get("attempts") or receive_count),
+        receive_count=letter.attempts,
         dlq_message_id=record.message_id,
-        channel=request.channel.value if request else attributes.get("channel"),
+        channel=request.channel.value if request else letter.channel,
         recipient=mask_recipient(request.channel, request.recipient) if request else None,
         user_id=request.user_id if request else None,
         event_type=request.event_type if request else None,
@@ -73,31 +67,7 @@ class DeadLetterRecorder:
         self.clock = clock
 
     def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
-        recorded: list[DeadLetterEntry] = []
-        metrics = ChannelMetrics()
-
-        def record_one(record: SqsRecord) -> None:
-            entry = entry_from_record(record)
-            self.ledger.record_dead_lettered(entry, self.clock())
-            recorded.append(entry)
-            metrics.count("DeadLettered", entry.channel or "unknown")
-            logger.error(
-                "notification dead-lettered",
-                extra={
-                    "notification_id": entry.notification_id,
-                    "channel": entry.channel,
-                    "reason": entry.reason,
-                    "attempts": entry.receive_count,
-                },
-            )
-
-        response = process_partially(sqs_records(event), record_one)
-        metrics.flush()
-        if recorded:
-            # One alert per batch. If it fails the whole batch is retried; the ledger writes
-            # above are idempotent, so that only repeats the alert.
-            self.alerts.publish(*self.alert_text(recorded))
-        return response
+        return run_batch(event, DeadLetterBatch(self))
 
     def alert_text(self, entries: list[DeadLetterEntry]) -> tuple[str, str]:
         reasons = Counter(e.reason for e in entries)
@@ -115,6 +85,41 @@ class DeadLetterRecorder:
             "Inspect with `notifyctl dlq list`, redrive with `notifyctl dlq redrive`.",
         ]
         return subject, "\n".join(lines)
+
+
+class DeadLetterBatch:
+    """One batch of the alarm function: each dead letter into the ledger, one alert at the end."""
+
+    def __init__(self, recorder: DeadLetterRecorder) -> None:
+        self.recorder = recorder
+        self.recorded: list[DeadLetterEntry] = []
+        self.metrics = ChannelMetrics()
+
+    def prepare(self, records: Sequence[SqsRecord]) -> None:
+        return None
+
+    def handle(self, record: SqsRecord) -> bool:
+        entry = entry_from_record(record)
+        self.recorder.ledger.record_dead_lettered(entry, self.recorder.clock())
+        self.recorded.append(entry)
+        self.metrics.count("DeadLettered", entry.channel or "unknown")
+        logger.error(
+            "notification dead-lettered",
+            extra={
+                "notification_id": entry.notification_id,
+                "channel": entry.channel,
+                "reason": entry.reason,
+                "attempts": entry.receive_count,
+            },
+        )
+        return True
+
+    def finish(self) -> None:
+        self.metrics.flush()
+        if self.recorded:
+            # One alert per batch. If it fails the whole batch is retried; the ledger writes
+            # above are idempotent, so that only repeats the alert.
+            self.recorder.alerts.publish(*self.recorder.alert_text(self.recorded))
 
 
 def build_recorder() -> DeadLetterRecorder:

@@ -64,8 +64,6 @@ def rate_subject(request: NotificationRequested) -> str:
 class RateLimiter:
     """Stage of the sender: may this notification go out in the current window?"""
 
-    reason = "rate_limited"
-
     def __init__(self, store: CounterStore, per_window: int, window_seconds: int = 60) -> None:
         if per_window < 1 or window_seconds < 1:
             raise ValueError("the limit and the window must be positive")
