@@ -57,7 +57,7 @@ HANDLER_CODE = """
 import time, sys
 t0, c0 = time.perf_counter(), time.process_time()
 import app
-from notifications.aws import client, resource
+from notifications.adapters.aws import client, resource
 for kind, _, service in (s.partition(":") for s in sys.argv[1:]):
     (client if kind == "client" else resource)(service)
 #FIRST_USE

@@ -502,7 +502,7 @@ app.add_typer(preferences_app, name="preferences")
 
 
 def _preferences() -> Any:
-    from notifications.preferences import DynamoPreferencesStore
+    from notifications.adapters.preferences import DynamoPreferencesStore
 
     return on_target(lambda t: DynamoPreferencesStore(t.output("PreferencesTableName")))
 

@@ -240,7 +240,7 @@ def render(dashboard: Dashboard, console: Console) -> None:
 
 def collect(target: Any, since: datetime | None = None) -> Dashboard:
     """The dashboard of a stack (``notifyctl.target.StackTarget``)."""
-    from notifications.ledger import DynamoLedger
+    from notifications.adapters.ledger import DynamoLedger
     from notifyctl.dead_letter_queues import (
         depth,
         describe_events_dlq_message,

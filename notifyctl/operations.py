@@ -12,10 +12,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.sqs import SqsQueues
 from notifications.errors import RetryableError
-from notifications.ledger import DynamoLedger
 from notifications.models import Channel, NotificationRequested, NotificationStatus
-from notifications.queues import SqsQueues
 from notifyctl.dead_letter_queues import describe_events_dlq_message, fan_out_max_receives
 from notifyctl.target import StackTarget
 

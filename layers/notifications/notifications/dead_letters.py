@@ -124,8 +124,8 @@ class DeadLetterBatch:
 
 def build_recorder() -> DeadLetterRecorder:
     """Wire the recorder from the environment, once per cold start."""
-    from notifications.alerts import SnsAlerts
-    from notifications.ledger import DynamoLedger
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.sns import SnsAlerts
     from notifications.settings import AlarmSettings
 
     settings = AlarmSettings.from_env()

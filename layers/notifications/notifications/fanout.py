@@ -364,10 +364,10 @@ class FanOutBatch:
 
 def build_fan_out() -> FanOut:
     """Wire the fan-out from the environment, once per cold start."""
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.preferences import DynamoPreferencesStore
+    from notifications.adapters.sqs import SqsQueues
     from notifications.channels.webhook import DynamoSubscriptionStore
-    from notifications.ledger import DynamoLedger
-    from notifications.preferences import DynamoPreferencesStore
-    from notifications.queues import SqsQueues
 
     settings = FanOutSettings.from_env()
     return FanOut(

@@ -443,15 +443,13 @@ def build_stages(
 ) -> tuple[list[Stage], Deferrer]:
     """The policy stages in their order, and the deferrer that puts back what they defer. Rate
     limit and breaker need the policy state table; without it they are off."""
-    from notifications.circuit_breaker import (
-        CircuitBreaker,
-        DynamoBreakerStore,
-        LambdaEventSourceMappings,
-    )
-    from notifications.deferral import SqsSchedulerRequeue
-    from notifications.ledger import DynamoLedger
+    from notifications.adapters.event_source_mappings import LambdaEventSourceMappings
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.policy_state import DynamoBreakerStore, DynamoCounterStore
+    from notifications.adapters.sqs import SqsSchedulerRequeue
+    from notifications.circuit_breaker import CircuitBreaker
     from notifications.quiet_hours import QuietHoursPolicy
-    from notifications.rate_limit import DynamoCounterStore, RateLimiter
+    from notifications.rate_limit import RateLimiter
     from notifications.stages import QuietHoursStage, RateLimitStage, RecipientStage
 
     deferrer = Deferrer(
@@ -481,10 +479,11 @@ def build_stages(
 
 def build_sender(settings: SenderSettings | None = None) -> Sender:
     """Wire the sender from the environment, once per cold start."""
-    from notifications.admission import DynamoTransactions
-    from notifications.ledger import DynamoLedger
-    from notifications.preferences import DynamoPreferencesStore
-    from notifications.queues import SqsQueues, urls_by_name
+    from notifications.adapters.dynamodb import DynamoTransactions
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.preferences import DynamoPreferencesStore
+    from notifications.adapters.sqs import SqsQueues
+    from notifications.queues import urls_by_name
     from notifications.stages import RateLimitStage
 
     settings = settings or SenderSettings.from_env()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from notifications.aws import LazyClient
+from notifications.adapters.aws import LazyClient
 from notifications.caching import TtlCache
 from notifications.channels.aws_errors import classify_aws_error
 from notifications.channels.base import ProviderReceipt, RenderedMessage
