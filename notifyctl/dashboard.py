@@ -15,6 +15,8 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
+from notifications.registry import CHANNELS as CHANNEL_SPECS
+
 SETTLED = {"SENT", "DEAD_LETTERED"}
 # A notification has a ledger record from its first claim or deferral on; before that it waits
 # in its channel queue, counted by ``queued``.
@@ -267,8 +269,8 @@ def collect(target: Any, since: datetime | None = None) -> Dashboard:
 
 
 METRIC_WINDOW = timedelta(days=1)  # without --since, CloudWatch totals cover the last day
-CHANNELS = ("email", "sms", "push", "webhook")
-CHANNEL_QUEUES = ("EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue")
+CHANNELS = tuple(spec.label for spec in CHANNEL_SPECS.values())
+CHANNEL_QUEUES = tuple(spec.queue_id for spec in CHANNEL_SPECS.values())
 
 
 def metric_totals(cloudwatch: Any, since: datetime | None) -> dict[str, dict[str, float]]:

@@ -122,7 +122,7 @@ class DeadLetterMessage:
             attempts = receive_count
         return cls(
             reason=reason,
-            error=attributes.get("error") or REDRIVEN_ERROR,
+            error=attributes.get("error") or "",
             failure_class=failure_class,
             attempts=attempts,
             source_queue=attributes.get("source_queue", ""),
