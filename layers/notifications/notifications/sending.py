@@ -479,10 +479,10 @@ def build_stages(
 
 def build_sender(settings: SenderSettings | None = None) -> Sender:
     """Wire the sender from the environment, once per cold start."""
-    from notifications.adapters.dynamodb import DynamoTransactions
     from notifications.adapters.ledger import DynamoLedger
     from notifications.adapters.preferences import DynamoPreferencesStore
     from notifications.adapters.sqs import SqsQueues
+    from notifications.adapters.transactions import DynamoTransactions
     from notifications.queues import urls_by_name
     from notifications.stages import RateLimitStage
 
