@@ -200,7 +200,13 @@ class SenderBatch:
             if admitted is not None:  # the circuit opened earlier in this batch
                 sender.ledger.release_claim(request.notification_id, admitted.lease_until)
             return self._defer(delivery, verdict, now)
+        return self._attempt(delivery, record, admitted, now)
 
+    def _attempt(
+        self, delivery: Delivery, record: SqsRecord, admitted: Admitted | None, now: datetime
+    ) -> Outcome:
+        """Claim (unless admitted ahead), render, send, settle."""
+        sender, request = self.sender, delivery.request
         claim = (
             admitted.claim
             if admitted is not None
@@ -214,7 +220,9 @@ class SenderBatch:
         if claim.outcome is Claim.LEASED:
             wait = (claim.lease_until - now).total_seconds() if claim.lease_until else 30.0
             sender.queues.delay_visibility(
-                source_url, record.receipt_handle, sender.retry.visibility_timeout(1, wait)
+                delivery.destination.queue_url,
+                record.receipt_handle,
+                sender.retry.visibility_timeout(1, wait),
             )
             logger.info("notification is being sent elsewhere", extra=_log_ids(request))
             return Outcome.RETRY
