@@ -15,7 +15,7 @@ FUNCTIONS = ROOT / "functions"
 LOCAL_RUNTIME = ROOT / "notifyctl" / "local"
 # Adapters: the adapters package, and the channel providers (adapters to SES, SNS, HTTP).
 ADAPTER_DIRS = (LAYER / "adapters", LAYER / "channels")
-AWS_SDK = ("boto3", "botocore", "mypy_boto3")
+AWS_SDK = ("boto3", "botocore")  # runtime imports; mypy_boto3_* stubs are types only
 
 
 def imports(path: Path) -> set[str]:
@@ -49,7 +49,7 @@ def is_adapter(path: Path) -> bool:
 def test_the_rules_see_every_layer_module_and_handler():
     # Guards the globs below: an empty list would make every rule pass.
     assert len(layer_modules()) >= 40
-    assert len(list(FUNCTIONS.glob("*/app.py"))) == 5
+    assert len(list(FUNCTIONS.glob("*/app.py"))) >= 5
     assert (LAYER / "adapters" / "aws.py") in layer_modules()
 
 
