@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from notifyctl.local import moto_internals
+from notifyctl.local import cfn_resources, moto_internals
 from notifyctl.local.artifacts import bucket_name, local_uris, upload_artifacts
 from notifyctl.local.aws import AwsClients
 from notifyctl.local.clock import Clock, RealClock
@@ -304,6 +304,7 @@ def deploy(
 
     declared = set((cfn_template.get("Parameters") or {}).keys())
     moto_internals.patch_event_bus_ref()
+    cfn_resources.register()  # AWS::Lambda::Url, AWS::SecretsManager::Secret
     moto_internals.patch_transactions_item_level_rollback()
     clients.cloudformation.create_stack(
         StackName=stack_name,
