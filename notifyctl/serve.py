@@ -14,6 +14,7 @@ from rich.console import Console
 from notifications.aws import reset_clients
 from notifyctl.local.application import prepare, use_local_environment
 from notifyctl.local.clock import RealClock
+from notifyctl.local.function_urls import FunctionUrlServer, serve_function_urls
 from notifyctl.local.stack import deploy
 from notifyctl.target import LOCAL_STACK_NAME
 
@@ -33,6 +34,7 @@ def serve(
     use_local_environment()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    url_servers: dict[str, FunctionUrlServer] = {}
     try:
         host, bound = server.get_host_and_port()
         endpoint = f"http://{host}:{bound}"
@@ -45,6 +47,16 @@ def serve(
             clock=RealClock(),
         )
         prepare(stack)
+        # Function URLs (the preference center) on 127.0.0.1; the lock keeps their
+        # invocations out of the runtime's rounds (one process environment at a time).
+        invoke_lock = threading.Lock()
+        url_servers = serve_function_urls(stack, invoke_lock)
+        for url_server in url_servers.values():
+            console.print(
+                f"Function URL {url_server.function.spec.logical_id}: {url_server.url}",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(f"Endpoint: {endpoint}", highlight=False, soft_wrap=True)
         console.print(
             f"Stack {LOCAL_STACK_NAME} is running (bus {stack.bus_name}). Try:\n"
@@ -59,7 +71,8 @@ def serve(
         )
         while stop is None or not stop.is_set():
             try:
-                handled = stack.pump()
+                with invoke_lock:
+                    handled = stack.pump()
             except Exception:  # a bad round is reported; the server keeps serving
                 log.exception("local runtime round failed")
                 handled = 0
@@ -68,4 +81,6 @@ def serve(
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
+        for url_server in url_servers.values():
+            url_server.stop()
         server.stop()

@@ -69,7 +69,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url: any character outside its alphabet is an error, not skipped."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 def _tag(key: bytes, payload: bytes) -> bytes:
@@ -97,6 +98,9 @@ def verify_token(token: str | None, keys: Sequence[bytes], now: float) -> LinkCl
         payload, tag = _unb64(encoded_payload), _unb64(encoded_tag)
     except (binascii.Error, ValueError):
         raise TokenError("malformed", "the token is not base64url") from None
+    if _b64(payload) != encoded_payload or _b64(tag) != encoded_tag:
+        # Non-canonical base64 (other trailing bits): one token, one spelling.
+        raise TokenError("malformed", "the token is not canonical base64url")
     if not any(hmac.compare_digest(_tag(key, payload), tag) for key in keys):
         raise TokenError("bad_signature", "the token's signature does not verify")
     try:

@@ -1,0 +1,174 @@
+"""The preference center on the local stack: the links real messages carry, the one-click
+POST a mailbox provider sends, the page's save, and the refusals. The function runs through
+its Lambda contract with function URL events (payload 2.0), as AWS invokes it."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import boto3
+
+from notifications.ledger import DynamoLedger
+from notifications.models import Channel
+from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifyctl.local.function_urls import function_url_event
+from tests.observe import sent_emails, sms_messages
+from tests.samples import load_event
+
+USER = "user-123"
+
+
+def seed(stack, **fields):
+    store = DynamoPreferencesStore(stack.physical_id("PreferencesTable"))
+    store.put(Preferences(user_id=USER, email="alice@example.com", phone="+14155550100", **fields))
+    return store
+
+
+def order(stack, order_id="order-1001"):
+    detail = {**load_event("fan_out/order-placed.json")["detail"], "order_id": order_id}
+    stack.publish("OrderPlaced", detail, source="com.example.shop")
+    stack.drain()
+
+
+def call(stack, method, url, body="", content_type="application/x-www-form-urlencoded", agent=""):
+    """One request to the preference center's function URL, as AWS delivers it."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    headers = {"Content-Type": content_type, "User-Agent": agent} if body else {"User-Agent": agent}
+    event = function_url_event(method, target, headers, body.encode(), "198.51.100.7", parts.netloc)
+    invocation = stack.function("PreferenceCenterFunction").invoke(event)
+    assert invocation.ok, invocation.error
+    return invocation.result["statusCode"], invocation.result["body"]
+
+
+def ledger_changes(stack):
+    return [
+        r
+        for r in DynamoLedger(stack.physical_id("LedgerTable")).scan()
+        if r.get("kind") == "preference_change"
+    ]
+
+
+def test_messages_carry_signed_links_and_a_mailbox_providers_one_click_post_unsubscribes(stack):
+    # Given Alice with email and SMS, When she orders
+    store = seed(stack)
+    order(stack)
+
+    # Then the order email carries a one-click List-Unsubscribe to the preference center
+    (mail,) = sent_emails()
+    base = stack.outputs["PreferenceCenterUrl"]
+    unsubscribe = mail.message["List-Unsubscribe"].strip("<>")
+    assert unsubscribe.startswith(base + "unsubscribe?t=")
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # And a "manage preferences" link at the end of both bodies
+    text, html = mail.body("plain"), mail.body("html")
+    assert f"Manage your notification preferences: {base}preferences?t=" in text
+    assert f'<a href="{base}preferences?t=' in html
+    # And the order SMS ends with a short manage link
+    ((number, sms),) = sms_messages()
+    assert number == "+14155550100"
+    assert f"\nSettings: {base}preferences?t=" in sms
+
+    # When Gmail POSTs the one-click unsubscribe (RFC 8058: the header's URL, form body)
+    status, body = call(
+        stack, "POST", unsubscribe, "List-Unsubscribe=One-Click", agent="Google-Unsubscribe"
+    )
+
+    # Then it answers 200, order email is off and nothing else is
+    assert status == 200
+    assert "no longer get emails" in body
+    saved = store.get(USER)
+    assert saved.opted_out_pairs == frozenset({"order:email"})
+    assert saved.last_change is not None and saved.last_change.via == "one_click"
+    # And the ledger's audit records who, when and how
+    (change,) = ledger_changes(stack)
+    assert change["user_id"] == USER and change["status"] == "PREFERENCE_CHANGE"
+    assert change["changes"] == {"opted_out": ["order:email"]}
+    (audit,) = change["audit"]
+    assert audit["action"] == "one_click_unsubscribe"
+    assert audit["via"] == "list_unsubscribe_post"
+    assert audit["by"] == f"user:{USER}"
+    assert audit["user_agent"] == "Google-Unsubscribe"
+    assert audit["at"] == change["created_at"]
+
+    # When the provider retries the same POST: 200 again, nothing new recorded
+    assert call(stack, "POST", unsubscribe, "List-Unsubscribe=One-Click")[0] == 200
+    assert len(ledger_changes(stack)) == 1
+
+    # When she orders again, Then the email is SUPPRESSED for that reason, the SMS still goes
+    order(stack, "order-1002")
+    suppressed = [
+        r
+        for r in DynamoLedger(stack.physical_id("LedgerTable")).scan()
+        if r.get("status") == "SUPPRESSED"
+    ]
+    assert [(r["channel"], r["suppressed_reason"]) for r in suppressed] == [
+        ("email", "opted_out_category_channel:order:email")
+    ]
+    assert len(sent_emails()) == 1
+    assert len(sms_messages()) == 2
+
+    # And no log line of any function holds a token
+    tokens = {unsubscribe.split("t=")[1], text.split("preferences?t=")[1].split()[0]}
+    assert not [line for line in stack.logs for token in tokens if token in line.line]
+    assert any("preference center request" in record.line for record in stack.logs)
+
+
+def test_critical_emails_have_no_one_click_and_their_sms_no_link(stack):
+    # Given Alice, When she pays (payments are critical)
+    seed(stack)
+    payment = load_event("fan_out/payment-received.json")["detail"]
+    stack.publish("PaymentReceived", payment, source="com.example.shop")
+    stack.drain()
+    # Then the receipt has a manage link but no List-Unsubscribe (it cannot be turned off)
+    (mail,) = sent_emails()
+    assert mail.message["List-Unsubscribe"] is None
+    assert mail.message["List-Unsubscribe-Post"] is None
+    assert "preferences?t=" in mail.body("plain")
+    # And its SMS carries no link (the category does not allow one)
+    ((_, sms),) = sms_messages()
+    assert "http" not in sms
+
+
+def test_forged_expired_and_retired_key_links_are_refused(stack, clock):
+    seed(stack)
+    order(stack)
+    (mail,) = sent_emails()
+    manage = mail.body("plain").split("preferences: ")[1].split()[0]
+    assert call(stack, "GET", manage)[0] == 200
+
+    # A forged token (the user id swapped in the payload) and a bare user id are refused
+    base = stack.outputs["PreferenceCenterUrl"]
+    status, body = call(stack, "GET", f"{base}preferences?t=dXNlci05OTk.AAAAAAAAAAAAAAAAAAAAAA")
+    assert status == 403 and 'data-reason="bad_signature"' in body
+    assert call(stack, "GET", f"{base}preferences?user_id={USER}")[0] == 400
+
+    # A key rotation: old links keep working during the grace period...
+    secret_arn = stack.outputs["PreferenceLinkSecretArn"]
+    from notifications.preference_links import SecretsManagerLinkKeys
+
+    keys = SecretsManagerLinkKeys(secret_arn, cache_seconds=0)
+    keys.rotate()
+    clock.advance(301)  # the function's key cache (5 minutes) expires
+    assert call(stack, "GET", manage)[0] == 200
+    # ...and not after the previous key is retired
+    keys.retire_previous()
+    clock.advance(301)
+    status, body = call(stack, "GET", manage)
+    assert status == 403 and 'data-reason="bad_signature"' in body
+    stored = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    )
+    assert set(stored) == {"current"}
+
+    # A link older than 60 days has expired (signed now with the current key)
+    order(stack, "order-1002")
+    fresh = sent_emails()[-1].body("plain").split("preferences: ")[1].split()[0]
+    clock.advance(60 * 24 * 3600 + 1)
+    status, body = call(stack, "GET", fresh)
+    assert status == 410 and 'data-reason="expired"' in body
+    assert DynamoPreferencesStore(stack.physical_id("PreferencesTable")).get(USER).opt_out_reason(
+        Channel.EMAIL, "order"
+    ) is None
+    assert ledger_changes(stack) == []
