@@ -168,7 +168,92 @@ def test_forged_expired_and_retired_key_links_are_refused(stack, clock):
     clock.advance(60 * 24 * 3600 + 1)
     status, body = call(stack, "GET", fresh)
     assert status == 410 and 'data-reason="expired"' in body
-    assert DynamoPreferencesStore(stack.physical_id("PreferencesTable")).get(USER).opt_out_reason(
-        Channel.EMAIL, "order"
-    ) is None
+    assert (
+        DynamoPreferencesStore(stack.physical_id("PreferencesTable"))
+        .get(USER)
+        .opt_out_reason(Channel.EMAIL, "order")
+        is None
+    )
     assert ledger_changes(stack) == []
+
+
+# ---------------------------------------------------------------- template and CLI
+
+
+def test_the_template_gives_the_function_a_public_url_least_privilege_logs_and_an_alarm():
+    from notifyctl.local.translate import load_template, translate
+    from tests.conftest import TEMPLATE
+
+    resources = translate(load_template(TEMPLATE), {})["Resources"]
+    function = resources["PreferenceCenterFunction"]["Properties"]
+    # A function URL whose only credential is the signed token
+    (url,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Url"]
+    assert url["Properties"]["AuthType"] == "NONE"
+    assert url["Properties"]["TargetFunctionArn"] == {"Ref": "PreferenceCenterFunction"}
+    # Its own log group, with the stack's retention
+    assert function["LoggingConfig"] == {"LogGroup": {"Ref": "PreferenceCenterLogGroup"}}
+    assert resources["PreferenceCenterLogGroup"]["Properties"]["RetentionInDays"] == {
+        "Ref": "LogRetentionDays"
+    }
+    # Exactly these grants: two item actions on preferences, one put on the ledger, one secret
+    role = resources["PreferenceCenterFunctionRole"]["Properties"]
+    grants = {
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }  # fmt: skip
+    preferences = json.dumps({"Fn::GetAtt": ["PreferencesTable", "Arn"]})
+    assert grants == {
+        ("dynamodb:GetItem", preferences),
+        ("dynamodb:UpdateItem", preferences),
+        ("dynamodb:PutItem", json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]})),
+        ("secretsmanager:GetSecretValue", json.dumps({"Ref": "PreferenceLinkSecret"})),
+    }
+    # The secret is never in an environment variable: only its ARN
+    variables = function["Environment"]["Variables"]
+    assert variables["PREFERENCE_LINK_SECRET_ARN"] == {"Ref": "PreferenceLinkSecret"}
+    sender = resources["SenderFunction"]["Properties"]["Environment"]["Variables"]
+    assert sender["PREFERENCE_CENTER_URL"] == {
+        "Fn::GetAtt": ["PreferenceCenterFunctionUrl", "FunctionUrl"]
+    }
+    # An errors alarm to the admins, and a dashboard widget
+    alarm = resources["PreferenceCenterErrorsAlarm"]["Properties"]
+    assert alarm["MetricName"] == "Errors"
+    assert alarm["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": "PreferenceCenterFunction"}}
+    ]
+    assert alarm["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    body = resources["NotificationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    assert '"Preference center requests and errors"' in body
+    assert '"Errors", "FunctionName", "${PreferenceCenterFunction}"' in body
+
+
+def test_notifyctl_prints_a_fresh_link_that_opens_the_page_and_refuses_bad_values(stack):
+    from typer.testing import CliRunner
+
+    from notifyctl.cli import app
+
+    def notifyctl(*args):
+        return CliRunner().invoke(app, ["--stack-name", "notifications-local", *args])
+
+    # When an operator asks for Alice's link
+    result = notifyctl("preferences", "link", USER, "--category", "order")
+    # Then one line: the stack's function URL with a token the function accepts
+    assert result.exit_code == 0, result.output
+    link = result.output.strip()
+    assert "\n" not in link
+    assert link.startswith(stack.outputs["PreferenceCenterUrl"] + "preferences?t=")
+    status, body = call(stack, "GET", link)
+    assert status == 200 and 'class="current"' in body.split('id="category-order"')[1][:40]
+    one_click = notifyctl("preferences", "link", USER, "--unsubscribe").output.strip()
+    assert "/unsubscribe?t=" in one_click
+    # And a bad category or a critical one-click is one line naming it, exit 2, no traceback
+    for args, named in (
+        (["--category", "newsletter"], "'newsletter'"),
+        (["--category", "payment", "--unsubscribe"], "'payment'"),
+    ):
+        result = notifyctl("preferences", "link", USER, *args)
+        assert result.exit_code == 2
+        assert named in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
