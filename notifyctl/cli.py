@@ -187,7 +187,7 @@ def local_demo(
 ) -> None:
     """Deploy locally, publish events with a failing provider, drain, print the dashboard."""
     from notifyctl.dashboard import render
-    from notifyctl.demo import run_demo
+    from notifyctl.demo import ALICE, run_demo
     from notifyctl.local.application import embedded_aws, use_local_environment
     from notifyctl.local.clock import RealClock
 
@@ -236,6 +236,15 @@ def local_demo(
     render(result.dashboard, console)
     deliveries = ", ".join(f"{k} {v}" for k, v in result.provider_deliveries.items())
     console.print(f"Accepted by the providers in moto: {deliveries}.")
+    if result.preference_link:
+        console.print(
+            "Alice's preference link (signed with this run's key; to open one, run "
+            "`notifyctl local serve` and `notifyctl --endpoint-url URL preferences link "
+            f"{ALICE}`):\n"
+            f"{result.preference_link}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @local_app.command("serve")

@@ -80,10 +80,12 @@ def test_messages_carry_signed_links_and_a_mailbox_providers_one_click_post_unsu
     assert "no longer get emails" in body
     saved = store.get(USER)
     assert saved.opted_out_pairs == frozenset({"order:email"})
-    assert saved.last_change is not None and saved.last_change.via == "one_click"
+    assert saved.last_change is not None
+    assert saved.last_change.via == "one_click"
     # And the ledger's audit records who, when and how
     (change,) = ledger_changes(stack)
-    assert change["user_id"] == USER and change["status"] == "PREFERENCE_CHANGE"
+    assert change["user_id"] == USER
+    assert change["status"] == "PREFERENCE_CHANGE"
     assert change["changes"] == {"opted_out": ["order:email"]}
     (audit,) = change["audit"]
     assert audit["action"] == "one_click_unsubscribe"
@@ -141,7 +143,8 @@ def test_forged_expired_and_retired_key_links_are_refused(stack, clock):
     # A forged token (the user id swapped in the payload) and a bare user id are refused
     base = stack.outputs["PreferenceCenterUrl"]
     status, body = call(stack, "GET", f"{base}preferences?t=dXNlci05OTk.AAAAAAAAAAAAAAAAAAAAAA")
-    assert status == 403 and 'data-reason="bad_signature"' in body
+    assert status == 403
+    assert 'data-reason="bad_signature"' in body
     assert call(stack, "GET", f"{base}preferences?user_id={USER}")[0] == 400
 
     # A key rotation: old links keep working during the grace period...
@@ -156,7 +159,8 @@ def test_forged_expired_and_retired_key_links_are_refused(stack, clock):
     keys.retire_previous()
     clock.advance(301)
     status, body = call(stack, "GET", manage)
-    assert status == 403 and 'data-reason="bad_signature"' in body
+    assert status == 403
+    assert 'data-reason="bad_signature"' in body
     stored = json.loads(
         boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     )
@@ -167,7 +171,8 @@ def test_forged_expired_and_retired_key_links_are_refused(stack, clock):
     fresh = sent_emails()[-1].body("plain").split("preferences: ")[1].split()[0]
     clock.advance(60 * 24 * 3600 + 1)
     status, body = call(stack, "GET", fresh)
-    assert status == 410 and 'data-reason="expired"' in body
+    assert status == 410
+    assert 'data-reason="expired"' in body
     assert (
         DynamoPreferencesStore(stack.physical_id("PreferencesTable"))
         .get(USER)
@@ -197,12 +202,14 @@ def test_the_template_gives_the_function_a_public_url_least_privilege_logs_and_a
     }
     # Exactly these grants: two item actions on preferences, one put on the ledger, one secret
     role = resources["PreferenceCenterFunctionRole"]["Properties"]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     grants = {
         (action, json.dumps(statement["Resource"], sort_keys=True))
-        for policy in role["Policies"]
-        for statement in policy["PolicyDocument"]["Statement"]
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-    }  # fmt: skip
+        for statement in statements
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+    }
     preferences = json.dumps({"Fn::GetAtt": ["PreferencesTable", "Arn"]})
     assert grants == {
         ("dynamodb:GetItem", preferences),
@@ -245,7 +252,8 @@ def test_notifyctl_prints_a_fresh_link_that_opens_the_page_and_refuses_bad_value
     assert "\n" not in link
     assert link.startswith(stack.outputs["PreferenceCenterUrl"] + "preferences?t=")
     status, body = call(stack, "GET", link)
-    assert status == 200 and 'class="current"' in body.split('id="category-order"')[1][:40]
+    assert status == 200
+    assert 'class="current"' in body.split('id="category-order"')[1][:40]
     one_click = notifyctl("preferences", "link", USER, "--unsubscribe").output.strip()
     assert "/unsubscribe?t=" in one_click
     # And a bad category or a critical one-click is one line naming it, exit 2, no traceback
@@ -255,5 +263,6 @@ def test_notifyctl_prints_a_fresh_link_that_opens_the_page_and_refuses_bad_value
     ):
         result = notifyctl("preferences", "link", USER, *args)
         assert result.exit_code == 2
-        assert named in result.output and "Traceback" not in result.output
+        assert named in result.output
+        assert "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1

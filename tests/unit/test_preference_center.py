@@ -115,13 +115,16 @@ def test_the_page_shows_the_users_grid_in_her_language_with_critical_categories_
         "on-payment-push",
     }
     assert set(page.labels) >= set(boxes)
-    assert response.body.count("<fieldset") == 4 and response.body.count("<legend>") == 4
+    assert response.body.count("<fieldset") == 4
+    assert response.body.count("<legend>") == 4
     # Current state: push off (she opted out of the channel), the rest on
     assert "checked" not in boxes["on-order-push"]
-    assert "checked" in boxes["on-order-email"] and "checked" in boxes["on-order-sms"]
+    assert "checked" in boxes["on-order-email"]
+    assert "checked" in boxes["on-order-sms"]
     # Payments are critical: shown on and disabled
     for box in ("on-payment-email", "on-payment-sms", "on-payment-push"):
-        assert "disabled" in boxes[box] and "checked" in boxes[box]
+        assert "disabled" in boxes[box]
+        assert "checked" in boxes[box]
     assert "disabled" not in boxes["on-order-email"]
     # The signed token travels in a hidden field (the form's CSRF guard), no JavaScript
     assert page.inputs.get("timezone", {}).get("value") == "UTC"
@@ -131,7 +134,11 @@ def test_the_page_shows_the_users_grid_in_her_language_with_critical_categories_
 
 
 def save(app, *on, **fields):
-    form = {"t": [fields.pop("t", token())], "on": list(on), "action": [fields.pop("action", "save")]}
+    form = {
+        "t": [fields.pop("t", token())],
+        "on": list(on),
+        "action": [fields.pop("action", "save")],
+    }
     form.update({k: [v] for k, v in fields.items()})
     return app.handle(HttpRequest("POST", "/preferences", form=form))[0]
 
@@ -159,7 +166,8 @@ def test_saving_the_grid_and_quiet_hours_writes_them_and_confirms():
     )
     assert saved.opt_out_reason(Channel.SMS, "order") == "opted_out_category_channel:order:sms"
     assert saved.opt_out_reason(Channel.EMAIL, "order") is None
-    assert saved.last_change.via == "page_save" and saved.last_change.by == "user"
+    assert saved.last_change.via == "page_save"
+    assert saved.last_change.by == "user"
     # And the audit entry says who, how and what
     (entry,) = audit.entries
     assert (entry.user_id, entry.action, entry.via) == ("user-123", "page_save", "preference_page")
@@ -169,7 +177,8 @@ def test_saving_the_grid_and_quiet_hours_writes_them_and_confirms():
     }
     # And the page shows the new state
     boxes = Inputs(response.body).inputs
-    assert "checked" not in boxes["on-order-sms"] and "checked" in boxes["on-order-push"]
+    assert "checked" not in boxes["on-order-sms"]
+    assert "checked" in boxes["on-order-push"]
     assert boxes["quiet_start"]["value"] == "22:00"
 
 
@@ -201,15 +210,20 @@ def test_bad_form_values_answer_400_naming_them_and_write_nothing():
     for fields, named in (
         ({"quiet_start": "22:00", "quiet_end": "", "timezone": "UTC"}, "both a start and an end"),
         ({"quiet_start": "25:00", "quiet_end": "07:00", "timezone": "UTC"}, "25:00"),
-        ({"quiet_start": "22:00", "quiet_end": "07:00", "timezone": "Mars/Olympus"}, "Mars/Olympus"),
+        (
+            {"quiet_start": "22:00", "quiet_end": "07:00", "timezone": "Mars/Olympus"},
+            "Mars/Olympus",
+        ),
         ({"action": "delete_everything"}, "delete_everything"),
     ):
         response = save(app, "order:email", **fields)
         assert response.status == 400, fields
         assert named in response.body, (fields, response.body)
     response = save(app, "order:fax")
-    assert response.status == 400 and "order:fax" in response.body
-    assert store.writes == 0 and audit.entries == []
+    assert response.status == 400
+    assert "order:fax" in response.body
+    assert store.writes == 0
+    assert audit.entries == []
 
 
 def test_missing_forged_expired_and_misused_tokens_get_a_4xx_page_and_change_nothing():
@@ -236,7 +250,8 @@ def test_missing_forged_expired_and_misused_tokens_get_a_4xx_page_and_change_not
                     form={"List-Unsubscribe": ["One-Click"]})
     )  # fmt: skip
     assert response.status == 403
-    assert store.writes == 0 and audit.entries == []
+    assert store.writes == 0
+    assert audit.entries == []
 
 
 def one_click(app, value, content_type="application/x-www-form-urlencoded", body=None):
@@ -274,14 +289,15 @@ def test_one_click_opts_the_category_email_out_and_a_replay_is_a_quiet_200():
     # When it is POSTed again (a retry, a replay): 200, nothing written, nothing recorded
     again = one_click(app, unsubscribe)
     assert again.status == 200
-    assert store.writes == 1 and len(audit.entries) == 1
+    assert store.writes == 1
+    assert len(audit.entries) == 1
 
 
 def test_one_click_accepts_rfc_8058s_multipart_form_and_refuses_other_bodies():
     app, store, _ = center(ALICE)
     boundary = "XXXXboundary"
     multipart = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\n'
         f"One-Click\r\n--{boundary}--\r\n"
     )
     response = one_click(
@@ -314,7 +330,8 @@ def test_unknown_paths_and_methods_are_4xx():
     app, _, _ = center(ALICE)
     assert app.handle(HttpRequest("GET", "/admin", query={"t": token()}))[0].status == 404
     response = app.handle(HttpRequest("DELETE", "/preferences", query={"t": token()}))[0]
-    assert response.status == 405 and response.headers["Allow"] == "GET, POST"
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET, POST"
 
 
 def test_a_concurrent_write_is_retried_on_fresh_preferences():
@@ -330,5 +347,6 @@ def test_a_concurrent_write_is_retried_on_fresh_preferences():
 def test_a_user_without_preferences_gets_the_default_page_in_english():
     app, store, _ = center()
     response, _ = app.handle(HttpRequest("GET", "/preferences", query={"t": token(user="u-new")}))
-    assert response.status == 200 and '<html lang="en">' in response.body
+    assert response.status == 200
+    assert '<html lang="en">' in response.body
     assert store.writes == 0

@@ -70,7 +70,10 @@ def test_missing_malformed_forged_and_expired_tokens_are_refused_with_their_reas
     # The same tag spelled with other trailing bits (base64 lets 4 of them vary)
     respelled = tag[:-1] + ("B" if tag[-1] == "A" else "A")
     assert reason(payload + "." + respelled) in {"malformed", "bad_signature"}
-    assert reason(payload + "." + tag[:-1] + chr(ord(tag[-1]) ^ 1)) in {"malformed", "bad_signature"}
+    assert reason(payload + "." + tag[:-1] + chr(ord(tag[-1]) ^ 1)) in {
+        "malformed",
+        "bad_signature",
+    }
     # Expired: valid up to, not at, its expiry second
     assert verify_token(token, [KEY], NOW + 59).user_id == "user-123"
     assert reason(token, now=NOW + 60) == "expired"
@@ -85,7 +88,9 @@ def test_during_a_rotation_both_keys_verify_and_after_it_only_the_new_one():
 
 
 def test_links_carry_a_token_for_their_path_and_expire_after_the_ttl():
-    links = PreferenceLinks("https://abc.lambda-url.us-east-1.on.aws/", StaticKeys(KEY), 3600, lambda: NOW)
+    links = PreferenceLinks(
+        "https://abc.lambda-url.us-east-1.on.aws/", StaticKeys(KEY), 3600, lambda: NOW
+    )
     manage = links.manage_url("user-123", "order")
     unsubscribe = links.unsubscribe_url("user-123", "order")
     assert manage.startswith("https://abc.lambda-url.us-east-1.on.aws/preferences?t=")
