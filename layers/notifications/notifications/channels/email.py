@@ -346,10 +346,10 @@ class SesEmailProvider:
             _address_header("To", formataddr(("", recipient))),
             unstructured_header("X-Notification-Id", header_safe(request.notification_id)),
         ]
-        unsubscribe, one_click = self._list_unsubscribe(request)
+        unsubscribe = self._list_unsubscribe(request)
         if unsubscribe:
             headers.append(_list_header("List-Unsubscribe", unsubscribe))
-            if one_click:
+            if self.unsubscribe_url or self._signed_one_click(request):
                 headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
         headers.append("MIME-Version: 1.0\r\n")
         head = "".join(headers).encode("ascii")
@@ -394,10 +394,18 @@ class SesEmailProvider:
             )
         return raw
 
-    def _list_unsubscribe(self, request: NotificationRequested) -> tuple[list[str], bool]:
-        """The List-Unsubscribe targets, and whether an HTTPS one takes RFC 8058's POST."""
+    def _signed_one_click(self, request: NotificationRequested) -> bool:
+        """Whether the preference center's signed one-click URL goes in List-Unsubscribe: a
+        team's own ``unsubscribe_url`` takes precedence, critical categories get none."""
+        return (
+            not self.unsubscribe_url
+            and self.links is not None
+            and bool(request.user_id)
+            and not request.critical
+        )
+
+    def _list_unsubscribe(self, request: NotificationRequested) -> list[str]:
         targets = []
-        one_click = False
         if self.unsubscribe_url:
             url = self.unsubscribe_url.format(
                 user_id=quote(request.user_id or "", safe=""),
@@ -405,14 +413,12 @@ class SesEmailProvider:
                 category=quote(request.category, safe=""),
             )
             targets.append(f"<{header_safe(url)}>")
-            one_click = True
-        elif self.links is not None and request.user_id and not request.critical:
-            url = self.links.unsubscribe_url(request.user_id, request.category)
+        elif self.links is not None and self._signed_one_click(request):
+            url = self.links.unsubscribe_url(request.user_id or "", request.category)
             targets.append(f"<{header_safe(url)}>")
-            one_click = True
         if self.unsubscribe_mailto:
             targets.append(f"<mailto:{header_safe(self.unsubscribe_mailto)}>")
-        return targets, one_click
+        return targets
 
     def send(self, request: NotificationRequested, message: RenderedMessage) -> ProviderReceipt:
         raw = self.build_message(request, message)
