@@ -266,3 +266,26 @@ def test_notifyctl_prints_a_fresh_link_that_opens_the_page_and_refuses_bad_value
         assert named in result.output
         assert "Traceback" not in result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_preferences_write_conditioned_on_a_stale_document_is_refused(moto_account):
+    # Given the preferences table and Alice's stored preferences
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="prefs",
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    store = DynamoPreferencesStore("prefs")
+    first = Preferences(user_id=USER, email="alice@example.com")
+    assert store.replace(first, None)
+    assert not store.replace(first, None)  # "no item yet" no longer holds
+    _, document = store.get_versioned(USER)
+    # When two writers read the same version and both write
+    mine = first.model_copy(update={"locale": "de"})
+    theirs = first.model_copy(update={"locale": "fr"})
+    assert store.replace(mine, document)
+    # Then the second one is refused and the first one's change stays
+    assert not store.replace(theirs, document)
+    assert store.get(USER).locale == "de"
