@@ -132,6 +132,16 @@ def test_critical_emails_have_no_one_click_and_their_sms_no_link(stack):
     ((_, sms),) = sms_messages()
     assert "http" not in sms
 
+    # And the sample one-click POST (events/, a token signed with no key of this stack) is
+    # refused with the error page, changing nothing
+    sample = stack.function("PreferenceCenterFunction").invoke(
+        load_event("preference_center/one-click-post.json")
+    )
+    assert sample.result["statusCode"] == 403
+    assert sample.result["headers"]["Content-Type"] == "text/html; charset=utf-8"
+    assert 'data-reason="bad_signature"' in sample.result["body"]
+    assert ledger_changes(stack) == []
+
 
 def test_forged_expired_and_retired_key_links_are_refused(stack, clock):
     seed(stack)
