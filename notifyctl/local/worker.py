@@ -1,0 +1,183 @@
+"""The execution environment of one function, in its own process (run as a script).
+
+`notifyctl.local.isolation` starts `python -s worker.py` with the function's environment and
+talks to it in JSON lines: the first request initialises (imports the handler, as Lambda's
+init phase), each later one is an invocation. Only the standard library is imported here
+before the handler, so the function's `sys.modules` holds its own code, its layers and what
+they import, nothing of the runtime. Imports of installed distributions that are neither the
+Lambda runtime's (boto3 and its dependencies) nor in the function's layers' requirements fail
+with ModuleNotFoundError, as in Lambda.
+
+With a controlled clock the parent sends the frozen time with every request; the worker
+freezes its own clock there (time-machine) for the invocation. Remaining time counts down on
+the monotonic clock, which nobody freezes.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import io
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+
+class _BlockHostPackages(importlib.abc.MetaPathFinder):
+    """Refuses top-level imports of installed distributions the function cannot see."""
+
+    def __init__(self, blocked: set[str], own_dirs: list[str]) -> None:
+        self._blocked = blocked
+        self._own_dirs = own_dirs
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if "." in fullname or fullname not in self._blocked:
+            return None
+        own = importlib.machinery.PathFinder.find_spec(fullname, self._own_dirs)
+        if own is not None:
+            return own
+        raise ModuleNotFoundError(
+            f"No module named '{fullname}' (not in the function's code, its layers or the "
+            "Lambda runtime)",
+            name=fullname,
+        )
+
+
+class _Output(io.TextIOBase):
+    """stdout and stderr of the function: what it prints goes to the current invocation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer_ = io.StringIO()
+
+    def write(self, text: str) -> int:
+        return self.buffer_.write(text)
+
+    def writable(self) -> bool:
+        return True
+
+    def take(self) -> str:
+        text = self.buffer_.getvalue()
+        self.buffer_ = io.StringIO()
+        return text
+
+
+class _Context:
+    def __init__(self, init: dict[str, Any], request_id: str, started: float) -> None:
+        self.function_name = init["function_name"]
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = init["function_arn"]
+        self.memory_limit_in_mb = init["memory_mb"]
+        self.aws_request_id = request_id
+        self.log_group_name = init["log_group_name"]
+        self.log_stream_name = init["log_stream_name"]
+        self.identity = None
+        self.client_context = None
+        self._deadline = started + init["timeout_seconds"]
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    return {
+        "errorType": error_type or type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+class _FrozenAt:
+    """Freeze this process's clock at the parent's controlled time, if it sent one."""
+
+    def __init__(self, now: float | None) -> None:
+        self._now = now
+        self._travel: Any = None
+
+    def __enter__(self) -> None:
+        if self._now is not None:
+            import time_machine  # the runtime's, imported before the function's code can be
+
+            self._travel = time_machine.travel(self._now, tick=False)
+            self._travel.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._travel is not None:
+            self._travel.stop()
+
+
+def _load(init: dict[str, Any]) -> Any:
+    module_path, _, attribute = init["handler"].rpartition(".")
+    source = os.path.join(init["code_dir"], *module_path.split(".")) + ".py"
+    spec = importlib.util.spec_from_file_location(module_path, source)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load handler module {source}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_path] = module
+    spec.loader.exec_module(module)
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise ImportError(f"handler {init['handler']!r} not found in {source}")
+    return handler
+
+
+def main() -> None:
+    # The script's own directory is not the function's: nothing of the runtime is importable.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
+    protocol_in = sys.stdin
+    protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    # fd 1 now only reaches the parent's log pipe through `output`; a stray C-level write
+    # cannot corrupt the protocol.
+    os.dup2(2, 1)
+    output = _Output()
+    sys.stdout = output
+    sys.stderr = output
+
+    def reply(message: dict[str, Any]) -> None:
+        message["output"] = output.take()
+        protocol_out.write(json.dumps(message) + "\n")
+        protocol_out.flush()
+
+    init = json.loads(protocol_in.readline())
+    own_dirs = [init["code_dir"], *init["layer_dirs"]]
+    sys.path[:0] = own_dirs
+    if init.get("time_machine"):
+        import time_machine  # noqa: F401 - loaded before the finder can refuse it
+    sys.meta_path.insert(0, _BlockHostPackages(set(init["blocked"]), own_dirs))
+    os.chdir(init["code_dir"])
+    with _FrozenAt(init.get("now")):
+        try:
+            handler = _load(init)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as Lambda would
+            reply({"error": _error(exc, "Runtime.ImportModuleError")})
+            return
+    reply({"ready": True})
+    for line in protocol_in:
+        request = json.loads(line)
+        context = _Context(init, request["request_id"], time.monotonic())
+        with _FrozenAt(request.get("now")):
+            try:
+                result = handler(request["event"], context)
+            except Exception as exc:  # noqa: BLE001 - any handler exception is a function error
+                error = _error(exc)
+                print(f"[ERROR] {error['errorType']}: {error['errorMessage']}")
+                reply({"error": error})
+                continue
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            reply({"error": _error(exc, "Runtime.MarshalError")})
+            continue
+        reply({"result": result})
+
+
+if __name__ == "__main__":
+    main()
