@@ -13,6 +13,7 @@ Workers reach moto over HTTP (`AWS_ENDPOINT_URL`, a `ThreadedMotoServer` in this
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import re
 import selectors
@@ -92,10 +93,16 @@ def distribution_closure(requirements: Iterable[str]) -> set[str]:
     return seen
 
 
+@functools.cache
+def _installed_top_level_modules() -> Mapping[str, list[str]]:
+    """Top-level module -> distributions, read once (it scans every installed package)."""
+    return metadata.packages_distributions()
+
+
 def blocked_top_level_modules(allowed_distributions: set[str]) -> list[str]:
     """Top-level modules of installed distributions outside `allowed_distributions`."""
     blocked = []
-    for module, distributions in metadata.packages_distributions().items():
+    for module, distributions in _installed_top_level_modules().items():
         if not any(_normalise(d) in allowed_distributions for d in distributions):
             blocked.append(module)
     return sorted(blocked)

@@ -98,15 +98,14 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
 class _FrozenAt:
     """Freeze this process's clock at the parent's controlled time, if it sent one."""
 
-    def __init__(self, now: float | None) -> None:
+    def __init__(self, time_machine: Any, now: float | None) -> None:
+        self._time_machine = time_machine
         self._now = now
         self._travel: Any = None
 
     def __enter__(self) -> None:
-        if self._now is not None:
-            import time_machine  # the runtime's, imported before the function's code can be
-
-            self._travel = time_machine.travel(self._now, tick=False)
+        if self._now is not None and self._time_machine is not None:
+            self._travel = self._time_machine.travel(self._now, tick=False)
             self._travel.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -149,11 +148,18 @@ def main() -> None:
     init = json.loads(protocol_in.readline())
     own_dirs = [init["code_dir"], *init["layer_dirs"]]
     sys.path[:0] = own_dirs
+    time_machine = None
     if init.get("time_machine"):
-        import time_machine  # noqa: F401 - loaded before the finder can refuse it
-    sys.meta_path.insert(0, _BlockHostPackages(set(init["blocked"]), own_dirs))
+        import time_machine  # the runtime's, for the controlled clock
+    # What the runtime's own imports pulled in (time-machine imports pytest) is not the
+    # function's: forget it, so the function imports only what it may.
+    blocked = set(init["blocked"])
+    for name in list(sys.modules):
+        if name.split(".", 1)[0] in blocked:
+            del sys.modules[name]
+    sys.meta_path.insert(0, _BlockHostPackages(blocked, own_dirs))
     os.chdir(init["code_dir"])
-    with _FrozenAt(init.get("now")):
+    with _FrozenAt(time_machine, init.get("now")):
         try:
             handler = _load(init)
         except Exception as exc:  # noqa: BLE001 - reported to the parent as Lambda would
@@ -163,7 +169,7 @@ def main() -> None:
     for line in protocol_in:
         request = json.loads(line)
         context = _Context(init, request["request_id"], time.monotonic())
-        with _FrozenAt(request.get("now")):
+        with _FrozenAt(time_machine, request.get("now")):
             try:
                 result = handler(request["event"], context)
             except Exception as exc:  # noqa: BLE001 - any handler exception is a function error
