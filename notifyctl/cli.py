@@ -184,6 +184,14 @@ def local_demo(
         bool, typer.Option("--server", help="Run moto as a server on 127.0.0.1, over HTTP.")
     ] = False,
     template: Annotated[Path, typer.Option(help="The SAM template.")] = DEFAULT_TEMPLATE,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Run the functions in this process, one batch at a time (faster; "
+            "no concurrency, isolation or timeouts: docs/local-runtime.md).",
+        ),
+    ] = False,
 ) -> None:
     """Deploy locally, publish events with a failing provider, drain, print the dashboard."""
     from notifyctl.dashboard import render
@@ -196,7 +204,8 @@ def local_demo(
     use_local_environment()
     progress_console = err_console if as_json else console
     with (
-        embedded_aws(server=server) as endpoint,
+        # The concurrent, isolated runtime's workers reach moto over HTTP: it needs the server.
+        embedded_aws(server=server or not in_process) as endpoint,
         Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -213,7 +222,14 @@ def local_demo(
             progress.update(task, description=phase, completed=done, total=total, unit=unit)
 
         result = run_demo(
-            template, events, failure_rate, seed, RealClock(), users=users, on_progress=on_progress
+            template,
+            events,
+            failure_rate,
+            seed,
+            RealClock(),
+            users=users,
+            on_progress=on_progress,
+            isolation="in-process" if in_process else "process",
         )
     if as_json:
         print(

@@ -1,10 +1,13 @@
 """A function run the way Lambda runs it: each execution environment is its own process.
 
-`IsolatedFunction` keeps a pool of worker processes (`worker.py`), one per concurrent
-invocation, as Lambda keeps one execution environment per concurrent invocation. A worker
-imports the handler on its first request (the cold start) and stays warm. An invocation that
-outlives the function's `Timeout` (wall-clock seconds) is ended by killing its worker: nothing
-it would have done afterwards happens, and the next invocation starts a fresh, cold one.
+`IsolatedFunction` starts the function's template process (`worker.py`) on first use, which
+runs init once (imports the handler: the cold start's init phase), then forks one process
+per execution environment: one per concurrent invocation, as Lambda keeps one environment
+per concurrent invocation. An environment stays warm between invocations. An invocation that
+outlives the function's `Timeout` (wall-clock seconds) is ended by killing its process:
+nothing it would have done afterwards happens, and the next invocation gets a new
+environment forked from the state init left (a cold start, without paying for the imports
+again: like Lambda SnapStart, not like a plain cold start).
 
 Workers reach moto over HTTP (`AWS_ENDPOINT_URL`, a `ThreadedMotoServer` in this process):
 `mock_aws` state lives in this process only.
@@ -13,19 +16,23 @@ Workers reach moto over HTTP (`AWS_ENDPOINT_URL`, a `ThreadedMotoServer` in this
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
+import os
 import re
-import selectors
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, cast
 
 from notifyctl.local.clock import Clock, ControlledClock
 from notifyctl.local.emf import parse_output
@@ -39,8 +46,11 @@ from notifyctl.local.functions import (
 )
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
-# Lambda's init phase has its own limit, apart from the function's Timeout.
-INIT_TIMEOUT_SECONDS = 10.0
+# Lambda's init phase has its own 10 s limit, apart from the function's Timeout. Locally a
+# cold start shares two CPUs with everything else (seconds for Powertools and pydantic under
+# load), so the runtime allows 60 s: a slow init here is the machine's, not the function's.
+INIT_TIMEOUT_SECONDS = 60.0
+_CONTROL_MESSAGE_LIMIT = 1 << 20
 # The Python runtime's own packages: boto3 and what it needs.
 RUNTIME_DISTRIBUTIONS = ("boto3",)
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
@@ -132,52 +142,106 @@ def isolated_environment(spec: FunctionSpec, region: str, endpoint_url: str) -> 
     return environment
 
 
-class _Worker:
-    """One execution environment: a `worker.py` process and its JSON-lines pipe."""
+class _Environment:
+    """One execution environment: a process forked from the function's template process."""
 
-    def __init__(self, environment: Mapping[str, str], cwd: Path) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - our own script, with this interpreter
-            [sys.executable, "-s", str(WORKER_SCRIPT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=dict(environment),
-            cwd=str(cwd),
-            text=True,
-            encoding="utf-8",
-        )
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(cast(TextIO, self.process.stdout), selectors.EVENT_READ)
+    def __init__(self, channel: socket.socket) -> None:
+        self._channel = channel
+        self._reader = channel.makefile("r", encoding="utf-8")
+        self._writer = channel.makefile("w", encoding="utf-8")
+        self.pid = 0
 
-    def request(self, payload: Mapping[str, Any], timeout: float) -> dict[str, Any] | None:
-        """Send one request and wait up to `timeout` seconds; None if it did not answer."""
-        stdin = cast(TextIO, self.process.stdin)
-        stdout = cast(TextIO, self.process.stdout)
+    def request(self, payload: Mapping[str, Any] | None, timeout: float) -> dict[str, Any] | None:
+        """Send one request (None: only read) and wait up to `timeout` seconds for the answer;
+        None if it did not answer in time."""
+        self._channel.settimeout(timeout)
         try:
-            stdin.write(json.dumps(payload) + "\n")
-            stdin.flush()
-        except BrokenPipeError:
-            return {"error": {"errorType": "Runtime.ExitError", "errorMessage": "worker exited"}}
-        if not self._selector.select(timeout):
+            if payload is not None:
+                self._writer.write(json.dumps(payload) + "\n")
+                self._writer.flush()
+            line = self._reader.readline()
+        except TimeoutError:
             return None
-        line = stdout.readline()
+        except OSError as exc:
+            line = ""
+            detail = str(exc)
+        else:
+            detail = "its process exited"
         if not line:
-            code = self.process.wait()
             return {
-                "error": {
-                    "errorType": "Runtime.ExitError",
-                    "errorMessage": f"RequestId: worker exited with status {code}",
-                }
+                "error": {"errorType": "Runtime.ExitError", "errorMessage": detail},
+                "output": "",
             }
         return cast(dict[str, Any], json.loads(line))
 
     def kill(self) -> None:
+        """End the process now and wait until it is gone."""
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.005)
+        for stream in (self._reader, self._writer, self._channel):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+class _Template:
+    """The function's `worker.py` process: runs init once, then forks environments."""
+
+    def __init__(self, environment: Mapping[str, str], cwd: Path) -> None:
+        self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.process = subprocess.Popen(  # noqa: S603 - our own script, with this interpreter
+            [sys.executable, "-s", str(WORKER_SCRIPT), str(theirs.fileno())],
+            stdin=subprocess.DEVNULL,
+            env=dict(environment),
+            cwd=str(cwd),
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+
+    def init(self, message: Mapping[str, Any], timeout: float) -> dict[str, Any] | None:
+        self._control.settimeout(timeout)
+        try:
+            self._control.sendall(json.dumps(message).encode())
+            answer = self._control.recv(_CONTROL_MESSAGE_LIMIT)
+        except TimeoutError:
+            return None
+        if not answer:
+            return {
+                "error": {"errorType": "Runtime.ExitError", "errorMessage": "init exited"},
+                "output": "",
+            }
+        return cast(dict[str, Any], json.loads(answer))
+
+    def fork(self, timeout: float) -> _Environment | None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            socket.send_fds(self._control, [b"fork"], [theirs.fileno()])
+        except OSError:
+            ours.close()
+            return None
+        finally:
+            theirs.close()
+        environment = _Environment(ours)
+        hello = environment.request(None, timeout)
+        if hello is None or "pid" not in hello:
+            environment.kill()
+            return None
+        environment.pid = int(hello["pid"])
+        return environment
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._control.close()
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
-        self._selector.close()
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
 
 
 _LIVE: weakref.WeakSet[IsolatedFunction] = weakref.WeakSet()
@@ -205,8 +269,10 @@ class IsolatedFunction:
         self._on_invocation = on_invocation
         self.environment = isolated_environment(spec, region, endpoint_url)
         self._blocked = blocked_top_level_modules(distribution_closure(function_requirements(spec)))
-        self._idle: list[_Worker] = []
+        self._idle: list[_Environment] = []
         self._lock = threading.Lock()
+        self._template: _Template | None = None
+        self._template_lock = threading.Lock()
         self.invocations = 0
         self.cold_starts = 0
         self.timeouts = 0
@@ -216,75 +282,81 @@ class IsolatedFunction:
     def _now(self) -> float | None:
         return self._clock.now() if isinstance(self._clock, ControlledClock) else None
 
-    def _start(self) -> tuple[_Worker | None, dict[str, Any] | None]:
-        """A fresh worker with the handler imported, or the init error it reported."""
-        worker = _Worker(self.environment, self.spec.code_dir)
-        init = {
-            "function_name": self.spec.name,
-            "function_arn": self.spec.arn,
-            "memory_mb": self.spec.memory_mb,
-            "timeout_seconds": self.spec.timeout_seconds,
-            "log_group_name": f"/aws/lambda/{self.spec.name}",
-            "log_stream_name": f"local/[$LATEST]{self.spec.logical_id}",
-            "code_dir": str(self.spec.code_dir),
-            "layer_dirs": [str(d) for d in self.spec.layer_dirs],
-            "handler": self.spec.handler,
-            "blocked": self._blocked,
-            "time_machine": isinstance(self._clock, ControlledClock),
-            "now": self._now(),
-        }
+    def _template_ready(self) -> tuple[_Template | None, dict[str, Any] | None]:
+        """The function's template process after init, started on first need; or the init
+        error (the next invocation tries init again, as Lambda does)."""
+        with self._template_lock:
+            if self._template is not None:
+                return self._template, None
+            template = _Template(self.environment, self.spec.code_dir)
+            reply = template.init(
+                {
+                    "function_name": self.spec.name,
+                    "function_arn": self.spec.arn,
+                    "memory_mb": self.spec.memory_mb,
+                    "timeout_seconds": self.spec.timeout_seconds,
+                    "log_group_name": f"/aws/lambda/{self.spec.name}",
+                    "log_stream_name": f"local/[$LATEST]{self.spec.logical_id}",
+                    "code_dir": str(self.spec.code_dir),
+                    "layer_dirs": [str(d) for d in self.spec.layer_dirs],
+                    "handler": self.spec.handler,
+                    "blocked": self._blocked,
+                    "time_machine": isinstance(self._clock, ControlledClock),
+                    "now": self._now(),
+                },
+                INIT_TIMEOUT_SECONDS,
+            )
+            if reply is None:
+                template.stop()
+                return None, _error_reply(
+                    "Runtime.InitError",
+                    f"init did not finish in {INIT_TIMEOUT_SECONDS:.0f} seconds",
+                )
+            if "error" in reply:
+                template.stop()
+                return None, reply
+            self._template = template
+            return template, None
+
+    def _environment(self) -> tuple[_Environment | None, dict[str, Any] | None]:
+        """An idle warm environment, or a new cold one forked from the template."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), None
+        template, failure = self._template_ready()
+        if template is None:
+            return None, failure
+        environment = template.fork(INIT_TIMEOUT_SECONDS)
+        if environment is None:
+            return None, _error_reply("Runtime.ExitError", "could not start an environment")
         with self._lock:
             self.cold_starts += 1
-        reply = worker.request(init, INIT_TIMEOUT_SECONDS)
-        if reply is None:
-            worker.kill()
-            error = {
-                "errorType": "Runtime.InitError",
-                "errorMessage": f"init did not finish in {INIT_TIMEOUT_SECONDS:.0f} seconds",
-            }
-            return None, {"error": error, "output": ""}
-        if "error" in reply:
-            worker.kill()
-            return None, reply
-        return worker, None
+        return environment, None
 
     def invoke(self, event: Any, request_id: str | None = None) -> Invocation:
-        """Invoke in an idle warm worker, or a new cold one; safe to call from many threads."""
+        """Invoke in an idle warm environment, or a new cold one; safe from many threads."""
         request_id = request_id or str(uuid.uuid4())
         with self._lock:
             self.invocations += 1
-            worker = self._idle.pop() if self._idle else None
-        reply: dict[str, Any] | None
-        if worker is None:
-            worker, reply = self._start()
-        if worker is not None:
-            reply = worker.request(
+        environment, reply = self._environment()
+        if environment is not None:
+            reply = environment.request(
                 {"event": event, "request_id": request_id, "now": self._now()},
                 float(self.spec.timeout_seconds),
             )
             if reply is None:
                 # Lambda ends the invocation and discards the environment: kill it.
-                worker.kill()
+                environment.kill()
                 with self._lock:
                     self.timeouts += 1
-                reply = {
-                    "error": {
-                        "errorType": "Sandbox.Timedout",
-                        "errorMessage": (
-                            f"Task timed out after {self.spec.timeout_seconds:.2f} seconds"
-                        ),
-                    },
-                    "output": "",
-                }
+                reply = _error_reply(
+                    "Sandbox.Timedout",
+                    f"Task timed out after {self.spec.timeout_seconds:.2f} seconds",
+                )
             elif reply.get("error", {}).get("errorType") == "Runtime.ExitError":
-                worker.kill()
+                environment.kill()
             else:
-                with self._lock:
-                    closed = self._closed
-                    if not closed:
-                        self._idle.append(worker)
-                if closed:
-                    worker.kill()
+                self._release(environment)
         assert reply is not None
         raw_error = reply.get("error")
         error = None
@@ -305,15 +377,31 @@ class IsolatedFunction:
             self._on_invocation(self.spec, invocation)
         return invocation
 
+    def _release(self, environment: _Environment) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(environment)
+                return
+        environment.kill()
+
     @property
     def warm_workers(self) -> int:
         with self._lock:
             return len(self._idle)
 
     def close(self) -> None:
-        """Stop every idle worker (a running invocation's worker stops when it returns)."""
+        """Stop the template and every idle environment (a running invocation's environment
+        stops when it returns)."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for worker in idle:
-            worker.kill()
+        for environment in idle:
+            environment.kill()
+        with self._template_lock:
+            if self._template is not None:
+                self._template.stop()
+                self._template = None
+
+
+def _error_reply(error_type: str, message: str) -> dict[str, Any]:
+    return {"error": {"errorType": error_type, "errorMessage": message}, "output": ""}

@@ -1,12 +1,13 @@
-"""The execution environment of one function, in its own process (run as a script).
+"""The execution environments of one function, each its own process (run as a script).
 
-`notifyctl.local.isolation` starts `python -s worker.py` with the function's environment and
-talks to it in JSON lines: the first request initialises (imports the handler, as Lambda's
-init phase), each later one is an invocation. Only the standard library is imported here
-before the handler, so the function's `sys.modules` holds its own code, its layers and what
-they import, nothing of the runtime. Imports of installed distributions that are neither the
-Lambda runtime's (boto3 and its dependencies) nor in the function's layers' requirements fail
-with ModuleNotFoundError, as in Lambda.
+`notifyctl.local.isolation` starts `python -s worker.py <fd>` with the function's
+environment. This process runs the function's init once (imports the handler, as Lambda's
+init phase) and then forks one process per execution environment the runtime asks for; each
+talks to the runtime in JSON lines, one invocation per line. Only the standard library is
+imported here before the handler, so the function's `sys.modules` holds its own code, its
+layers and what they import, nothing of the runtime. Imports of installed distributions that
+are neither the Lambda runtime's (boto3 and its dependencies) nor in the function's layers'
+requirements fail with ModuleNotFoundError, as in Lambda.
 
 With a controlled clock the parent sends the frozen time with every request; the worker
 freezes its own clock there (time-machine) for the invocation. Remaining time counts down on
@@ -21,12 +22,16 @@ import importlib.util
 import io
 import json
 import os
+import signal
+import socket
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
+
+_CONTROL_MESSAGE_LIMIT = 1 << 20
 
 
 class _BlockHostPackages(importlib.abc.MetaPathFinder):
@@ -128,48 +133,23 @@ def _load(init: dict[str, Any]) -> Any:
     return handler
 
 
-def main() -> None:
-    # The script's own directory is not the function's: nothing of the runtime is importable.
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
-    protocol_in = sys.stdin
-    protocol_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    # fd 1 now only reaches the parent's log pipe through `output`; a stray C-level write
-    # cannot corrupt the protocol.
-    os.dup2(2, 1)
-    output = _Output()
-    sys.stdout = output
-    sys.stderr = output
+def _serve(channel: socket.socket, init: dict[str, Any], handler: Any, clock: Any) -> None:
+    """One execution environment: invocations, one JSON line each way, until EOF."""
+    reader = channel.makefile("r", encoding="utf-8")
+    writer = channel.makefile("w", encoding="utf-8")
+    output = sys.stdout
+    assert isinstance(output, _Output)
 
     def reply(message: dict[str, Any]) -> None:
         message["output"] = output.take()
-        protocol_out.write(json.dumps(message) + "\n")
-        protocol_out.flush()
+        writer.write(json.dumps(message) + "\n")
+        writer.flush()
 
-    init = json.loads(protocol_in.readline())
-    own_dirs = [init["code_dir"], *init["layer_dirs"]]
-    sys.path[:0] = own_dirs
-    time_machine = None
-    if init.get("time_machine"):
-        import time_machine  # the runtime's, for the controlled clock
-    # What the runtime's own imports pulled in (time-machine imports pytest) is not the
-    # function's: forget it, so the function imports only what it may.
-    blocked = set(init["blocked"])
-    for name in list(sys.modules):
-        if name.split(".", 1)[0] in blocked:
-            del sys.modules[name]
-    sys.meta_path.insert(0, _BlockHostPackages(blocked, own_dirs))
-    os.chdir(init["code_dir"])
-    with _FrozenAt(time_machine, init.get("now")):
-        try:
-            handler = _load(init)
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as Lambda would
-            reply({"error": _error(exc, "Runtime.ImportModuleError")})
-            return
-    reply({"ready": True})
-    for line in protocol_in:
+    reply({"pid": os.getpid()})
+    for line in reader:
         request = json.loads(line)
         context = _Context(init, request["request_id"], time.monotonic())
-        with _FrozenAt(time_machine, request.get("now")):
+        with _FrozenAt(clock, request.get("now")):
             try:
                 result = handler(request["event"], context)
             except Exception as exc:  # noqa: BLE001 - any handler exception is a function error
@@ -183,6 +163,61 @@ def main() -> None:
             reply({"error": _error(exc, "Runtime.MarshalError")})
             continue
         reply({"result": result})
+
+
+def main() -> None:
+    """The function's template process: init once, then fork one process per environment.
+
+    The control socket (a SOCK_SEQPACKET fd whose number is argv[1]) carries the init
+    message, then one "fork" message per new execution environment with the socket that
+    environment will use; each forked process starts from the state init left, as a cold
+    Lambda environment starts from its init, and exits when its socket closes.
+    """
+    # The script's own directory is not the function's: nothing of the runtime is importable.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
+    control = socket.socket(fileno=int(sys.argv[1]))
+    # fd 1 goes to the runtime's stderr: a stray C-level write cannot reach a protocol.
+    os.dup2(2, 1)
+    output = _Output()
+    sys.stdout = output
+    sys.stderr = output
+
+    def reply(message: dict[str, Any]) -> None:
+        message["output"] = output.take()
+        control.sendall(json.dumps(message).encode())
+
+    init = json.loads(control.recv(_CONTROL_MESSAGE_LIMIT))
+    own_dirs = [init["code_dir"], *init["layer_dirs"]]
+    sys.path[:0] = own_dirs
+    clock = None
+    if init.get("time_machine"):
+        import time_machine as clock  # the runtime's, for the controlled clock
+    # What the runtime's own imports pulled in (time-machine imports pytest) is not the
+    # function's: forget it, so the function imports only what it may.
+    blocked = set(init["blocked"])
+    for name in list(sys.modules):
+        if name.split(".", 1)[0] in blocked:
+            del sys.modules[name]
+    sys.meta_path.insert(0, _BlockHostPackages(blocked, own_dirs))
+    os.chdir(init["code_dir"])
+    with _FrozenAt(clock, init.get("now")):
+        try:
+            handler = _load(init)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as Lambda would
+            reply({"error": _error(exc, "Runtime.ImportModuleError")})
+            return
+    reply({"ready": True})
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked environments reap themselves
+    while True:
+        _, fds, _, _ = socket.recv_fds(control, 64, 1)
+        if not fds:
+            return  # the runtime closed the control socket
+        if os.fork() == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            control.close()
+            _serve(socket.socket(fileno=fds[0]), init, handler, clock)
+            os._exit(0)
+        os.close(fds[0])
 
 
 if __name__ == "__main__":
