@@ -1,0 +1,150 @@
+"""Exactly-once under concurrent senders: the application on the runtime's process mode, each
+channel's mapping running five invocations at once against the same ledger, rate-limit
+counters and breaker (docs/local-runtime.md, "Contention suite")."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+from notifications.models import Channel, NotificationRequested
+from notifications.queues import SqsQueues
+from notifyctl.local.stack import LocalStack
+from tests.concurrency.conftest import channel_poller, set_batch_size
+from tests.reliability.helpers import (
+    ledger_items,
+    provider_calls,
+    queue_depth,
+    sends_per_recipient,
+    welcome,
+)
+from tests.samples import load_event
+
+Deploy = Callable[..., LocalStack]
+
+
+def test_a_the_same_notification_in_five_concurrent_invocations_is_sent_once(
+    concurrent_stack: Deploy,
+) -> None:
+    # Given one notification queued five times, and batches of one message
+    stack = concurrent_stack()
+    set_batch_size(stack, "EmailQueue", 1)
+    request = welcome(1, Channel.EMAIL)
+    for _ in range(5):
+        SqsQueues().enqueue(stack.queue_url("EmailQueue"), [request])
+
+    # When one round runs: five invocations at once, one copy each
+    assert stack.pump() == 5
+    assert len(channel_poller(stack, "EmailQueue").invocations) == 5
+    stack.drain()
+
+    # Then the provider sent it once, the ledger says SENT, and every copy is gone
+    assert provider_calls(stack)["email"] == 1
+    assert sends_per_recipient(stack)["user1@example.com"] == 1
+    assert {nid: item["status"] for nid, item in ledger_items(stack).items()} == {
+        request.notification_id: "SENT"
+    }
+    assert queue_depth(stack, "EmailQueue") == 0
+
+
+def burst(stack: LocalStack, users: int) -> set[str]:
+    """Half the users register (their events reach the fan-out twice: EventBridge delivers
+    at least once); the other half get an SMS queued directly, every fifth one twice. Returns
+    the ids of the notifications meant to go out."""
+    fan_out_url = stack.queue_url("FanOutQueue")
+    intended: set[str] = set()
+    sms: list[NotificationRequested] = []
+    for n in range(users):
+        if n % 2 == 0:
+            event = load_event("fan_out/user-registered.json")
+            event["id"] = f"evt-burst-{n}"
+            event["detail"].update(user_id=f"user-{n}", email=f"user{n}@example.com")
+            for _ in range(2):
+                stack.clients.sqs.send_message(QueueUrl=fan_out_url, MessageBody=json.dumps(event))
+        else:
+            request = welcome(n, Channel.SMS)
+            sms.extend([request, request] if n % 5 == 0 else [request])
+            intended.add(request.notification_id)
+    SqsQueues().enqueue(stack.queue_url("SmsQueue"), sms)
+    return intended
+
+
+def assert_exactly_once(stack: LocalStack, intended_sms: set[str], users: int) -> None:
+    items = ledger_items(stack)
+    # every intended notification has one ledger record: the SMS ones and one email per
+    # registered user, whatever the duplicates
+    assert intended_sms <= set(items)
+    assert len(items) == users
+    outcome = Counter(item["status"] for item in items.values())
+    assert set(outcome) <= {"SENT", "DEAD_LETTERED"}, outcome
+    # and the providers accepted exactly the SENT ones, one send per recipient at most
+    calls = provider_calls(stack)
+    assert calls["email"] + calls["sms"] == outcome["SENT"]
+    assert max(sends_per_recipient(stack).values()) == 1
+    for queue in ("FanOutQueue", "EmailQueue", "SmsQueue", "NotificationsDLQ"):
+        assert queue_depth(stack, queue) == 0, queue
+
+
+def test_b_a_burst_with_duplicates_at_fan_out_and_channel_queues_is_sent_exactly_once(
+    concurrent_stack: Deploy,
+) -> None:
+    # Given 100 notifications, duplicated at the fan-out and the channel queue, with the
+    # provider failing 30% of the calls and 3 attempts each
+    users = 100
+    stack = concurrent_stack(FailureRate="0.3", MaxAttempts=3)
+    intended_sms = burst(stack, users)
+
+    # When five senders per channel drain it
+    stack.drain(max_rounds=10_000)
+
+    # Then each is exactly once SENT xor DEAD_LETTERED, and provider sends == SENT
+    assert_exactly_once(stack, intended_sms, users)
+
+
+def test_c_the_breaker_opening_mid_round_lets_through_only_the_batches_in_flight(
+    concurrent_stack: Deploy,
+) -> None:
+    # Given an email provider that fails every call, a breaker opening after 5 failures,
+    # and 100 emails: ten batches of 10, five taken at once
+    stack = concurrent_stack(FailureRate="1.0", BreakerFailureThreshold=5, MaxAttempts=10)
+    requests = [welcome(n, Channel.EMAIL) for n in range(100)]
+    SqsQueues().enqueue(stack.queue_url("EmailQueue"), requests)
+
+    # When a round runs (the breaker opens while its five batches are in flight), and more
+    # rounds run while it stays open (the clock does not move)
+    stack.pump()
+    for _ in range(3):
+        stack.pump()
+
+    # Then at most those five batches' 50 sends were attempted, none after it opened
+    attempts = sum(int(item.get("attempts", 0)) for item in ledger_items(stack).values())
+    assert 5 <= attempts <= 50
+    assert provider_calls(stack)["email"] == 0
+    # And the breaker is open and the email mapping was disabled by the instance that opened it
+    poller = channel_poller(stack, "EmailQueue")
+    assert not poller.active
+
+
+def test_d_a_rate_limit_is_never_exceeded_across_concurrent_invocations(
+    concurrent_stack: Deploy,
+) -> None:
+    # Given a limit of 5 sends per minute per user, and 20 emails to one user in batches of
+    # 2 (five invocations at once take slots of the same counter)
+    stack = concurrent_stack(RateLimitPerMinute=5)
+    set_batch_size(stack, "EmailQueue", 2)
+    requests = [welcome(1, Channel.EMAIL, event=f"evt-rate-{k}") for k in range(20)]
+    SqsQueues().enqueue(stack.queue_url("EmailQueue"), requests)
+
+    # When the stack drains (the clock jumps to each deferral's next window)
+    stack.drain(max_rounds=1_000)
+
+    # Then all 20 were sent, 5 in each of four minutes, never more
+    items = ledger_items(stack)
+    assert Counter(item["status"] for item in items.values()) == {"SENT": 20}
+    per_minute = Counter(
+        int(datetime.fromisoformat(item["updated_at"]).timestamp()) // 60 for item in items.values()
+    )
+    assert sorted(per_minute.values()) == [5, 5, 5, 5]
+    assert provider_calls(stack)["email"] == 20
