@@ -193,10 +193,12 @@ def main() -> None:
     if init.get("time_machine"):
         import time_machine as clock  # the runtime's, for the controlled clock
     # What the runtime's own imports pulled in (time-machine imports pytest) is not the
-    # function's: forget it, so the function imports only what it may.
+    # function's: forget it, so the function imports only what it may. time-machine itself
+    # stays (its C patches look it up in sys.modules).
     blocked = set(init["blocked"])
     for name in list(sys.modules):
-        if name.split(".", 1)[0] in blocked:
+        top = name.split(".", 1)[0]
+        if top in blocked and top not in ("time_machine", "_time_machine"):
             del sys.modules[name]
     sys.meta_path.insert(0, _BlockHostPackages(blocked, own_dirs))
     os.chdir(init["code_dir"])

@@ -5,13 +5,16 @@ counters and breaker (docs/local-runtime.md, "Contention suite")."""
 from __future__ import annotations
 
 import json
+import socket
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
-from notifications.models import Channel, NotificationRequested
+from notifications.models import Channel, NotificationRequested, notification_id
 from notifications.queues import SqsQueues
 from notifyctl.local.stack import LocalStack
+from notifyctl.subscriptions import Webhooks
+from notifyctl.target import StackTarget
 from tests.concurrency.conftest import channel_poller, set_batch_size
 from tests.reliability.helpers import (
     ledger_items,
@@ -20,7 +23,7 @@ from tests.reliability.helpers import (
     sends_per_recipient,
     welcome,
 )
-from tests.samples import load_event
+from tests.samples import SAMPLE_TIME, load_event
 
 Deploy = Callable[..., LocalStack]
 
@@ -103,48 +106,73 @@ def test_b_a_burst_with_duplicates_at_fan_out_and_channel_queues_is_sent_exactly
     assert_exactly_once(stack, intended_sms, users)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def webhook_request(n: int) -> NotificationRequested:
+    event_id = f"evt-order-{n}"
+    return NotificationRequested(
+        notification_id=notification_id(event_id, Channel.WEBHOOK, "sub-down", "order-webhook"),
+        channel=Channel.WEBHOOK,
+        recipient="sub-down",
+        template_id="order-webhook",
+        category="orders",
+        data={"order_id": str(n), "total": {"amount": "19.99", "currency": "EUR"}},
+        event_id=event_id,
+        event_type="OrderPlaced",
+        correlation_id=event_id,
+        occurred_at=SAMPLE_TIME,
+        requested_at=SAMPLE_TIME,
+    )
+
+
 def test_c_the_breaker_opening_mid_round_lets_through_only_the_batches_in_flight(
     concurrent_stack: Deploy,
 ) -> None:
-    # Given an email provider that fails every call, a breaker opening after 5 failures,
-    # and 100 emails: ten batches of 10, five taken at once
-    stack = concurrent_stack(FailureRate="1.0", BreakerFailureThreshold=5, MaxAttempts=10)
-    requests = [welcome(n, Channel.EMAIL) for n in range(100)]
-    SqsQueues().enqueue(stack.queue_url("EmailQueue"), requests)
+    # Given a webhook subscriber that is down (connection refused), a breaker opening after
+    # 5 failures, and 100 deliveries: ten batches of 10, five taken at once
+    stack = concurrent_stack(WebhookAllowLoopback="true", BreakerFailureThreshold=5, MaxAttempts=10)
+    Webhooks(StackTarget(stack.stack_name, region=stack.clients.region)).add(
+        f"http://127.0.0.1:{closed_port()}/hook", ["OrderPlaced"], "sub-down"
+    )
+    SqsQueues().enqueue(stack.queue_url("WebhookQueue"), [webhook_request(n) for n in range(100)])
 
     # When a round runs (the breaker opens while its five batches are in flight), and more
     # rounds run while it stays open (the clock does not move)
-    stack.pump()
+    assert stack.pump() == 50
     for _ in range(3):
         stack.pump()
 
     # Then at most those five batches' 50 sends were attempted, none after it opened
     attempts = sum(int(item.get("attempts", 0)) for item in ledger_items(stack).values())
     assert 5 <= attempts <= 50
-    assert provider_calls(stack)["email"] == 0
-    # And the breaker is open and the email mapping was disabled by the instance that opened it
-    poller = channel_poller(stack, "EmailQueue")
-    assert not poller.active
+    # And the instance that opened it disabled the webhook mapping: the rest waits in the queue
+    assert not channel_poller(stack, "WebhookQueue").active
+    assert queue_depth(stack, "WebhookQueue") == 100
 
 
 def test_d_a_rate_limit_is_never_exceeded_across_concurrent_invocations(
     concurrent_stack: Deploy,
 ) -> None:
-    # Given a limit of 5 sends per minute per user, and 20 emails to one user in batches of
-    # 2 (five invocations at once take slots of the same counter)
-    stack = concurrent_stack(RateLimitPerMinute=5)
+    # Given a limit of 2 sends per minute per user, and 8 emails to one user in batches of
+    # 2 (four invocations at once take slots of the same counter)
+    stack = concurrent_stack(RateLimitPerMinute=2)
     set_batch_size(stack, "EmailQueue", 2)
-    requests = [welcome(1, Channel.EMAIL, event=f"evt-rate-{k}") for k in range(20)]
+    requests = [welcome(1, Channel.EMAIL, event=f"evt-rate-{k}") for k in range(8)]
     SqsQueues().enqueue(stack.queue_url("EmailQueue"), requests)
 
     # When the stack drains (the clock jumps to each deferral's next window)
     stack.drain(max_rounds=1_000)
 
-    # Then all 20 were sent, 5 in each of four minutes, never more
+    # Then all 8 were sent, 2 in each of four minutes, never more
     items = ledger_items(stack)
-    assert Counter(item["status"] for item in items.values()) == {"SENT": 20}
+    assert Counter(item["status"] for item in items.values()) == {"SENT": 8}
     per_minute = Counter(
         int(datetime.fromisoformat(item["updated_at"]).timestamp()) // 60 for item in items.values()
     )
-    assert sorted(per_minute.values()) == [5, 5, 5, 5]
-    assert provider_calls(stack)["email"] == 20
+    assert sorted(per_minute.values()) == [2, 2, 2, 2]
+    assert provider_calls(stack)["email"] == 8

@@ -98,6 +98,8 @@ def test_invocations_run_at_once_in_separate_processes_with_lambdas_environment(
     assert seen[2]["import"] == "ok"
     assert seen[3]["import"] == "ok"
     for n in (1, 2, 3):
+        # on the runtime's controlled clock (2025-01-06 09:00 UTC, frozen)
+        assert seen[n]["now"] == 1736154000.0
         # with Lambda's environment: TZ=:UTC, no AWS_SAM_LOCAL, none of the host's modules
         assert seen[n]["tz"] == ":UTC"
         assert seen[n]["utc_offset"] == "+0000"

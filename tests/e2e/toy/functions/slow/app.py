@@ -33,6 +33,7 @@ def handler(event: dict[str, Any], context: Any) -> None:
         seen: dict[str, Any] = {
             "n": body.get("n"),
             "pid": os.getpid(),
+            "now": time.time(),
             "warm_invocations": WARM["invocations"],
             "tz": os.environ.get("TZ"),
             "utc_offset": time.strftime("%z", time.localtime()),
