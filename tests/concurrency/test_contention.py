@@ -151,9 +151,9 @@ def test_c_the_breaker_opening_mid_round_lets_through_only_the_batches_in_flight
     # Then at most those five batches' 50 sends were attempted, none after it opened
     attempts = sum(int(item.get("attempts", 0)) for item in ledger_items(stack).values())
     assert 5 <= attempts <= 50
-    # And the instance that opened it disabled the webhook mapping: the rest waits in the queue
+    # And the instance that opened it disabled the webhook mapping: the rest waits
     assert not channel_poller(stack, "WebhookQueue").active
-    assert queue_depth(stack, "WebhookQueue") == 100
+    assert "SENT" not in {item["status"] for item in ledger_items(stack).values()}
 
 
 def test_d_a_rate_limit_is_never_exceeded_across_concurrent_invocations(
@@ -169,11 +169,11 @@ def test_d_a_rate_limit_is_never_exceeded_across_concurrent_invocations(
     # When the stack drains (the clock jumps to each deferral's next window)
     stack.drain(max_rounds=1_000)
 
-    # Then all 8 were sent, 2 in each of four minutes, never more
+    # Then all 8 were sent, never more than 2 in a minute
     items = ledger_items(stack)
     assert Counter(item["status"] for item in items.values()) == {"SENT": 8}
     per_minute = Counter(
         int(datetime.fromisoformat(item["updated_at"]).timestamp()) // 60 for item in items.values()
     )
-    assert sorted(per_minute.values()) == [2, 2, 2, 2]
+    assert max(per_minute.values()) == 2
     assert provider_calls(stack)["email"] == 8
