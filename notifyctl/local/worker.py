@@ -189,9 +189,11 @@ def main() -> None:
     init = json.loads(control.recv(_CONTROL_MESSAGE_LIMIT))
     own_dirs = [init["code_dir"], *init["layer_dirs"]]
     sys.path[:0] = own_dirs
-    clock = None
+    clock: Any = None
     if init.get("time_machine"):
-        import time_machine as clock  # the runtime's, for the controlled clock
+        import time_machine  # the runtime's, for the controlled clock
+
+        clock = time_machine
     # What the runtime's own imports pulled in (time-machine imports pytest) is not the
     # function's: forget it, so the function imports only what it may. time-machine itself
     # stays (its C patches look it up in sys.modules).
