@@ -331,8 +331,9 @@ def test_the_runtime_works_against_moto_server_over_http(
 def test_a_schedule_rule_gets_no_put_event_and_runs_on_its_schedule(
     stack: LocalStack, clock: ControlledClock
 ) -> None:
-    # Given an event that no pattern rule matches (the toy has a rate(1 minute) rule too)
-    stack.publish("Pong", {"name": "unmatched"}, source="toy.tests")
+    # Given an event on the default bus, where the toy's rate(1 minute) rule lives, that no
+    # pattern rule matches
+    stack.publish("Pong", {"name": "unmatched"}, source="toy.tests", bus_name="default")
 
     # When the pipeline drains, Then the schedule rule did not take it
     stack.drain()
