@@ -133,6 +133,24 @@ def _load(init: dict[str, Any]) -> Any:
     return handler
 
 
+def _reseed_random_generators() -> None:
+    """Give a forked environment its own random state.
+
+    In Lambda each environment runs init and draws its own seeds; a fork would repeat the
+    template's sequence in every environment (the SnapStart caveat), so that e.g. injected
+    faults would strike the same attempts everywhere. Every `random.Random` made at init is
+    reseeded from os.urandom (one explicitly seeded at init then differs per environment,
+    where Lambda would repeat it: docs/local-runtime.md).
+    """
+    import gc
+    import random
+
+    random.seed()
+    for candidate in gc.get_objects():
+        if isinstance(candidate, random.Random) and not isinstance(candidate, random.SystemRandom):
+            candidate.seed()
+
+
 def _serve(channel: socket.socket, init: dict[str, Any], handler: Any, clock: Any) -> None:
     """One execution environment: invocations, one JSON line each way, until EOF."""
     reader = channel.makefile("r", encoding="utf-8")
@@ -219,6 +237,7 @@ def main() -> None:
         if os.fork() == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             control.close()
+            _reseed_random_generators()
             _serve(socket.socket(fileno=fds[0]), init, handler, clock)
             os._exit(0)
         os.close(fds[0])
