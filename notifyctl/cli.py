@@ -20,6 +20,7 @@ Rules every command follows (new commands too):
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -30,10 +31,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperOption
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperOption
 
 from notifyctl import choices
 from notifyctl.errors import NotifyctlGroup, OperationError, UsageError
@@ -42,7 +43,6 @@ from notifyctl.target import (
     LOCAL_REGION,
     LOCAL_STACK_NAME,
     StackTarget,
-    TargetError,
     aws_session,
     find_samconfig,
     samconfig_parameters,
@@ -101,7 +101,8 @@ class State:
                 " stack_name in samconfig.toml"
             )
         fallback = LOCAL_REGION if self.endpoint_url else samconfig.get("region")
-        session = aws_session(self.profile or samconfig.get("profile"), self.region, fallback)
+        profile = self.profile or os.environ.get("AWS_PROFILE") or samconfig.get("profile")
+        session = aws_session(profile, self.region, fallback)
         return StackTarget(name, endpoint_url=self.endpoint_url, session=session)
 
 
@@ -195,7 +196,9 @@ def in_range(
             else "",
             f"at most {maximum:g}" if maximum is not None else "",
         ]
-        raise fail(f"{option} {value:g} is out of range: give {' and '.join(b for b in bounds if b)}")
+        raise fail(
+            f"{option} {value:g} is out of range: give {' and '.join(b for b in bounds if b)}"
+        )
 
 
 def id_column(table: Table, title: str, ids: Iterable[str]) -> None:
@@ -700,7 +703,8 @@ def webhooks_rotate(
         webhooks.finish_rotation(chosen)
         console.print(
             f"{chosen}: old secret retired. Senders that cached it keep adding the old"
-            f" signature for up to {sender_secret_cache_seconds()} s; after that only the new one signs.",
+            f" signature for up to {sender_secret_cache_seconds()} s; after that only the new"
+            " one signs.",
             soft_wrap=True,
         )
         return

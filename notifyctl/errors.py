@@ -132,7 +132,7 @@ class NotifyctlGroup(TyperGroup):
                 code = USAGE
             else:
                 code = report(exc, debug)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one line (or --debug)
             code = report(exc, debug)
         if not standalone_mode:
             return code

@@ -101,7 +101,9 @@ def changes_for(
                 start=existing_hours.start, end=existing_hours.end, timezone=timezone
             )
         except ValueError:
-            raise PreferenceChangeError(f"--timezone {timezone!r} is not an IANA time zone") from None
+            raise PreferenceChangeError(
+                f"--timezone {timezone!r} is not an IANA time zone"
+            ) from None
     if unsuppress_email is not None:
         suppressed = set(current.suppressed_emails) if current else set()
         if unsuppress_email not in suppressed:
