@@ -453,7 +453,7 @@ def dlq_list(
     table = Table(title=f"{len(records)} dead letter(s)", title_justify="left")
     id_column(table, "Id", (str(r["notification_id"]) for r in records))
     for column in ("Channel", "Recipient", "Reason", "Attempts", "Dead-lettered at"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wraps; the id column stays whole
     for r in records:
         table.add_row(
             str(r["notification_id"]),
@@ -539,14 +539,12 @@ def _events_dead_letters() -> Any:
     return on_target(EventsDeadLetters)
 
 
-def _message_ids(store: Any, given: list[str] | None, all_: bool) -> set[str] | None:
-    """The EventsDLQ messages chosen: None for --all, else the given ids resolved."""
+def _message_ids(given: list[str] | None, all_: bool) -> list[str] | None:
+    """The EventsDLQ messages chosen: None for --all, else the ids given (the store resolves
+    prefixes against the messages it receives, in the same pass that acts on them)."""
     if bool(given) == all_:
         raise fail("give message ids or --all (not both)")
-    if all_:
-        return None
-    known = (str(e["message_id"]) for e in store.list())
-    return set(resolve_all(given or [], known, "EventsDLQ message"))
+    return None if all_ else list(given or [])
 
 
 @events_dlq_app.command("list")
@@ -561,7 +559,7 @@ def events_dlq_list(
     table = Table(title=f"{len(entries)} event(s) in EventsDLQ", title_justify="left")
     id_column(table, "Message id", (str(e["message_id"]) for e in entries))
     for column in ("Event", "Event id", "Origin", "Reason", "Error"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wraps; the id column stays whole
     for e in entries:
         table.add_row(
             str(e["message_id"]),
@@ -580,8 +578,8 @@ def events_dlq_replay(
     all_: Annotated[bool, typer.Option("--all", help="Every event in EventsDLQ.")] = False,
 ) -> None:
     """Put events back on the bus (fix the cause first: a rejected event is rejected again)."""
-    store = _events_dead_letters()
-    results = store.replay(_message_ids(store, message_ids, all_))
+    chosen = _message_ids(message_ids, all_)
+    results = _events_dead_letters().replay(chosen)
     for r in results:
         state_text = "replayed" if r["replayed"] else f"kept ({r.get('why')})"
         console.print(f"{r['message_id']} {r['event_type']}: {state_text}", soft_wrap=True)
@@ -598,11 +596,10 @@ def events_dlq_purge(
     yes: Annotated[bool, typer.Option("--yes", help="Really purge.")] = False,
 ) -> None:
     """Delete events from EventsDLQ, each leaving an audit record in the ledger."""
-    store = _events_dead_letters()
-    chosen = _message_ids(store, message_ids, all_)
+    chosen = _message_ids(message_ids, all_)
     if not yes:
         raise fail("purging needs --yes")
-    purged = store.purge(chosen)
+    purged = _events_dead_letters().purge(chosen)
     console.print(f"{purged} event(s) purged")
 
 
@@ -660,7 +657,7 @@ def webhooks_list(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP
     table = Table(title=f"{len(subscriptions)} subscription(s)", title_justify="left")
     id_column(table, "Id", (s.subscription_id for s in subscriptions))
     for column in ("URL", "Event types", "Enabled"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wraps; the id column stays whole
     for s in subscriptions:
         enabled = "yes" if s.enabled else f"no ({s.disabled_reason})"
         table.add_row(s.subscription_id, s.url, ", ".join(s.event_types), enabled)

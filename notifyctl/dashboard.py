@@ -243,7 +243,7 @@ def render(dashboard: Dashboard, console: Console) -> None:
     if dashboard.recent_failures:
         recent = Table(title="Recent Failures", title_justify="left")
         for column in ("#", "Reason", "Recipient / event", "Channel"):
-            recent.add_column(column)
+            recent.add_column(column, overflow="fold")  # wraps; the id column stays whole
         recent.add_column("Id", no_wrap=True)
         for index, failure in enumerate(dashboard.recent_failures, start=1):
             recent.add_row(

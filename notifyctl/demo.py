@@ -205,18 +205,18 @@ def delivery_progress(
     stack: LocalStack, on_progress: Callable[[str, int, int | None], None]
 ) -> Callable[[int], None]:
     """``on_round`` for the drain: messages handled so far, out of those handled plus those
-    still in the queues (read at most every ``PROGRESS_INTERVAL``), so the bar fills only as
-    the queues empty."""
-    total, read_at = 0, 0.0
+    still in the queues (read every ``PROGRESS_INTERVAL``, and on a round that handled
+    nothing), so the bar fills only as the queues empty, and is full when they are."""
+    total, read_at, last_done = 0, 0.0, -1
 
     def on_round(done: int) -> None:
-        nonlocal total, read_at
+        nonlocal total, read_at, last_done
         now = time.monotonic()
-        if now - read_at >= PROGRESS_INTERVAL:
+        if now - read_at >= PROGRESS_INTERVAL or done == last_done:
             depths = stack.queue_depths()
             total = done + sum(d.visible + d.in_flight + d.delayed for d in depths)
             read_at = now
-        total = max(total, done)
+        total, last_done = max(total, done), done
         on_progress("delivering", done, total)
 
     return on_round

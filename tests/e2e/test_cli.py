@@ -16,8 +16,10 @@ from notifications.errors import PermanentError
 from notifications.queues import SqsQueues
 from notifyctl.cli import app
 from notifyctl.dashboard import compute, render
+from notifyctl.demo import run_demo
 from notifyctl.errors import OperationError
 from notifyctl.ids import resolve
+from tests.conftest import TEMPLATE
 from tests.samples import welcome
 
 LOCAL = ["--stack-name", "notifications-local"]
@@ -151,7 +153,8 @@ def test_no_region_anywhere_is_one_line(aws_config):
 def test_samconfig_is_found_from_a_subdirectory(moto_account, tmp_path, monkeypatch):
     # Given a project whose samconfig.toml names the stack and its region per environment
     (tmp_path / "samconfig.toml").write_text(
-        'version = 0.1\n[default.global.parameters]\nstack_name = "shop-dev"\nregion = "eu-west-3"\n'
+        'version = 0.1\n[default.global.parameters]\nstack_name = "shop-dev"\n'
+        'region = "eu-west-3"\n'
         '[prod.deploy.parameters]\nstack_name = "shop-prod"\nregion = "eu-central-1"\n'
     )
     nested = tmp_path / "functions" / "sender"
@@ -376,6 +379,26 @@ def test_an_empty_dashboard_draws_no_empty_tables():
     assert "Delivered:" in text
     for title in ("By Channel", "by Reason", "Recent Failures", "CloudWatch"):
         assert title not in text
+
+
+# -- 7. the demo's progress ------------------------------------------------------------------------
+
+
+def test_the_demo_progress_fills_as_the_queues_empty(moto_account, clock):
+    calls = []
+    run_demo(
+        TEMPLATE, events=5, failure_rate=0.0, seed=3, clock=clock, users=3,
+        on_progress=lambda *call: calls.append(call),
+    )  # fmt: skip
+    delivering = [(done, total) for phase, done, total in calls if phase == "delivering"]
+    # The bar is short of full while messages wait in the queues, and full once they are empty
+    assert delivering[0][0] < delivering[0][1]
+    assert all(done <= total for done, total in delivering)
+    done, total = delivering[-1]
+    assert done == total
+    assert done > 8  # the five events' fan-out and their notifications, handled one by one
+    publishing = [(done, total) for phase, done, total in calls if phase == "publishing"]
+    assert publishing[-1] == (8, 8)  # Alice's two after her registration, then the five
 
 
 # -- 7. help ---------------------------------------------------------------------------------------
