@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -62,6 +63,28 @@ def ensure_port_free(port: int) -> None:
             ) from None
 
 
+def start_server(port: int) -> Any:
+    """moto server on ``HOST:port``, started; ``PortInUse`` (never a hang) when it cannot bind.
+
+    ``ThreadedMotoServer.start`` waits forever when its thread fails to bind (werkzeug exits
+    that thread), so the wait here also watches the thread."""
+    from moto.server import ThreadedMotoServer
+
+    ensure_port_free(port)
+
+    class Server(ThreadedMotoServer):  # type: ignore[misc]
+        def start(self) -> None:
+            self._thread = threading.Thread(target=self._server_entry, daemon=True)
+            self._thread.start()
+            while not self._server_ready_event.wait(0.1):
+                if not self._thread.is_alive():
+                    raise PortInUse(f"port {port} on {HOST} is in use; give another --port")
+
+    server = Server(ip_address=HOST, port=port, verbose=False)
+    server.start()
+    return server
+
+
 def delivery_lines(metrics: Sequence[MetricDatum], at: datetime) -> list[str]:
     """One line per channel summing the delivery metrics of one round."""
     counts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -88,12 +111,8 @@ def serve(
     console: Console,
     stop: threading.Event | None = None,
 ) -> None:
-    from moto.server import ThreadedMotoServer
-
-    ensure_port_free(port)
+    server = start_server(port)
     use_local_environment()
-    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-    server.start()
     try:
         host, bound = server.get_host_and_port()
         endpoint = f"http://{host}:{bound}"
