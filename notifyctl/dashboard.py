@@ -179,7 +179,7 @@ def _pct(value: float | None) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} ms"
+    return "-" if value is None else f"{value:.0f}"
 
 
 # What each CloudWatch count metric counts, shown next to its name (docs/operations.md).
@@ -225,7 +225,8 @@ def render(dashboard: Dashboard, console: Console) -> None:
 
     if dashboard.by_channel:
         channels = Table(title="By Channel", title_justify="left", expand=False)
-        for column in ("Channel", "Settled", "Delivered", "Success", "p50", "p95", "p99"):
+        latency = ("p50 ms", "p95 ms", "p99 ms")
+        for column in ("Channel", "Settled", "Delivered", "Success", *latency):
             channels.add_column(column, justify="left" if column == "Channel" else "right")
         for row in dashboard.by_channel:
             channels.add_row(
