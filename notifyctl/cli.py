@@ -14,7 +14,9 @@ Rules every command follows (new commands too):
   command, then the environment, then the profile, then samconfig.toml (notifyctl/target.py).
 - Ids are never cut: not in ``--json``, not in tables (id columns do not wrap or shrink). A
   unique prefix of 8+ characters is accepted wherever an id is (notifyctl/ids.py).
-- A command that would change nothing says so and fails; every option has help text.
+- No option is silently ignored: one that cannot take effect here is a usage error (e.g.
+  ``--timezone`` for a user without quiet hours). Every option and argument has help text
+  (tests/e2e/test_cli.py checks each command's).
 """
 
 from __future__ import annotations
