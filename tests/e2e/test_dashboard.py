@@ -120,4 +120,3 @@ def test_notifications_waiting_in_their_queues_are_counted_as_queued(stack):
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert (figures["queued"], figures["in_flight"], figures["settled"]) == (3, 0, 0)
-
