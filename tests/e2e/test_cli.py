@@ -6,11 +6,13 @@ import json
 import socket
 from io import StringIO
 
+import boto3
 import pytest
 import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from notifications.aws import reset_clients
 from notifications.channels.email import SesEmailProvider
 from notifications.errors import PermanentError
 from notifications.queues import SqsQueues
@@ -23,6 +25,16 @@ from tests.conftest import TEMPLATE
 from tests.samples import welcome
 
 LOCAL = ["--stack-name", "notifications-local"]
+
+
+@pytest.fixture(autouse=True)
+def default_session_restored():
+    """notifyctl makes its profile and region boto3's default session (the layer's adapters
+    use it); give later tests in this process the session they had."""
+    saved = boto3.DEFAULT_SESSION
+    yield
+    boto3.DEFAULT_SESSION = saved
+    reset_clients()
 
 
 def runner():
