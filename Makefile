@@ -25,7 +25,7 @@ ENV ?= default
 EVENTS ?= 200
 FAILURE_RATE ?= 0.3
 
-.PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench clean
+.PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ serve: $(STAMP) ## the local stack on moto server at 127.0.0.1 until Ctrl-C
 
 bench: $(STAMP) ## benchmarks: print figures, never fail on timing
 	$(BIN)/python bench/run.py
+
+soak: $(STAMP) ## long runs kept out of make test: the 2,000-notification contention burst
+	CONTENTION_BURST=2000 $(BIN)/python -m pytest -q -n 0 tests/concurrency/test_contention.py -k burst
 
 clean: ## remove the virtualenv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -324,6 +324,14 @@ def local_demo(
     template: Annotated[
         Path, typer.Option(help="The SAM template.", exists=True, dir_okay=False)
     ] = DEFAULT_TEMPLATE,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Run the functions in this process, one batch at a time (faster; "
+            "no concurrency, isolation or timeouts: docs/local-runtime.md).",
+        ),
+    ] = False,
 ) -> None:
     """Deploy locally, publish events with a failing provider, drain, print the dashboard."""
     from notifyctl.dashboard import render
@@ -337,7 +345,8 @@ def local_demo(
     use_local_environment()
     progress_console = err_console if as_json else console
     with (
-        embedded_aws(server=server) as endpoint,
+        # The concurrent, isolated runtime's workers reach moto over HTTP: it needs the server.
+        embedded_aws(server=server or not in_process) as endpoint,
         Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -361,7 +370,14 @@ def local_demo(
 
         on_progress("deploying template.yaml into moto", 0, None)
         result = run_demo(
-            template, events, failure_rate, seed, RealClock(), users=users, on_progress=on_progress
+            template,
+            events,
+            failure_rate,
+            seed,
+            RealClock(),
+            users=users,
+            on_progress=on_progress,
+            isolation="in-process" if in_process else "process",
         )
     if as_json:
         print(

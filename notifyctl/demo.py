@@ -28,7 +28,7 @@ from notifications.preferences import DynamoPreferencesStore, Preferences
 from notifyctl.dashboard import Dashboard, collect
 from notifyctl.local.application import prepare
 from notifyctl.local.clock import Clock
-from notifyctl.local.stack import LocalStack, deploy
+from notifyctl.local.stack import Isolation, LocalStack, deploy
 from notifyctl.target import LOCAL_STACK_NAME, StackTarget
 from notifyctl.webhook_receiver import WebhookReceiver
 
@@ -231,6 +231,7 @@ def run_demo(
     users: int = 40,
     max_attempts: int | None = None,
     on_progress: Callable[[str, int, int | None], None] | None = None,
+    isolation: Isolation = "in-process",
 ) -> DemoResult:
     """Runs inside an active moto (``mock_aws``); returns the figures the dashboard shows."""
     rng = random.Random(seed)
@@ -240,7 +241,10 @@ def run_demo(
     if max_attempts is not None:
         parameters["MaxAttempts"] = str(max_attempts)
     with WebhookReceiver().running() as receiver:
-        stack = deploy(template, parameters, stack_name=LOCAL_STACK_NAME, clock=clock)
+        # Worker processes (isolation="process") stop when this process exits.
+        stack = deploy(
+            template, parameters, stack_name=LOCAL_STACK_NAME, clock=clock, isolation=isolation
+        )
         prepare(stack)
         population = seed_users(stack, receiver, rng, users)
         now = datetime.fromtimestamp(clock.now(), UTC)

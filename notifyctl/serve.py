@@ -123,6 +123,7 @@ def serve(
             {"FailureRate": str(failure_rate), "WebhookAllowLoopback": "true"},
             stack_name=LOCAL_STACK_NAME,
             clock=RealClock(),
+            isolation="process",
         )
         prepare(stack)
         console.print(f"Endpoint: {endpoint}", highlight=False, soft_wrap=True)

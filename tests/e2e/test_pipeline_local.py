@@ -156,7 +156,7 @@ def test_server_mode_serves_the_stack_over_http():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", [[], ["--server"]], ids=["in-process", "server"])
+@pytest.mark.parametrize("mode", [["--in-process"], []], ids=["in-process", "process"])
 def test_the_demo_command_exits_0_and_prints_the_dashboard(mode):
     completed = subprocess.run(
         [*NOTIFYCTL, "local", "demo", "--events", "20", *mode],
