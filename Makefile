@@ -25,7 +25,7 @@ ENV ?= default
 EVENTS ?= 200
 FAILURE_RATE ?= 0.3
 
-.PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench clean browser screenshots
+.PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench soak clean browser screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ screenshots: $(STAMP) browser ## regenerate docs/images/preference-center.png wi
 
 bench: $(STAMP) ## benchmarks: print figures, never fail on timing
 	$(BIN)/python bench/run.py
+
+soak: $(STAMP) ## long runs kept out of make test: the 2,000-notification contention burst
+	CONTENTION_BURST=2000 $(BIN)/python -m pytest -q -n 0 tests/concurrency/test_contention.py -k burst
 
 clean: ## remove the virtualenv and build output
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache build/test-artifacts
