@@ -108,7 +108,7 @@ def test_provider_outages_open_the_breaker_and_lose_nothing(deploy_stack, clock,
     # And the providers accepted one send per SENT notification, none twice
     calls = provider_calls(stack)
     assert calls["email"] + calls["sms"] == sent
-    assert max(sends_per_recipient(stack).values()) == 1
+    assert max(sends_per_recipient(stack).values(), default=0) <= 1
     # And attempts stayed bounded: none over MaxAttempts; the dead letters spent all three on
     # the outage and were recorded by the alarm function
     assert max(item["attempts"] for item in items.values()) <= MAX_ATTEMPTS
@@ -131,6 +131,9 @@ def test_provider_outages_open_the_breaker_and_lose_nothing(deploy_stack, clock,
     )
     assert opened >= 1
     assert waited >= 1
+    # And so most were delivered: retrying through a down window without the breaker spends
+    # all three attempts within seconds (with this seed, every one of them dead-lettered)
+    assert sent >= OUTAGE_NOTIFICATIONS // 2, (sent, dead)
     figures = {
         "notifications": OUTAGE_NOTIFICATIONS,
         "sent": sent,
