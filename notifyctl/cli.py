@@ -335,7 +335,7 @@ def local_demo(
 ) -> None:
     """Deploy locally, publish events with a failing provider, drain, print the dashboard."""
     from notifyctl.dashboard import render
-    from notifyctl.demo import run_demo
+    from notifyctl.demo import ALICE, run_demo
     from notifyctl.local.application import embedded_aws, use_local_environment
     from notifyctl.local.clock import RealClock
 
@@ -400,6 +400,15 @@ def local_demo(
     render(result.dashboard, console)
     deliveries = ", ".join(f"{k} {v}" for k, v in result.provider_deliveries.items())
     console.print(f"Accepted by the providers in moto: {deliveries}.")
+    if result.preference_link:
+        console.print(
+            "Alice's preference link (signed with this run's key; to open one, run "
+            "`notifyctl local serve` and `notifyctl --endpoint-url URL preferences link "
+            f"{ALICE}`):\n"
+            f"{result.preference_link}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @local_app.command("serve")
@@ -837,3 +846,49 @@ def preferences_set(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise fail(problems) from exc
     print(updated.model_dump_json(indent=2))
+
+
+def _preference_links() -> Any:
+    from notifyctl.preference_center_links import links_for
+
+    return on_target(links_for)
+
+
+@preferences_app.command("link")
+def preferences_link(
+    user_id: str,
+    category: Annotated[
+        str | None, typer.Option(help="The category the page opens on (default: the first).")
+    ] = None,
+    unsubscribe: Annotated[
+        bool, typer.Option("--unsubscribe", help="A one-click unsubscribe link instead.")
+    ] = False,
+) -> None:
+    """Print a fresh signed preference-center link for USER (valid 60 days)."""
+    from notifications.errors import NotificationError
+    from notifyctl.preference_center_links import LinkError, link
+
+    try:
+        print(link(_preference_links(), user_id, category, unsubscribe))
+    except LinkError as exc:
+        raise fail(str(exc)) from exc
+    except NotificationError as exc:  # the signing secret is missing or unreadable
+        raise fail(f"cannot sign the link: {exc.message}") from exc
+
+
+@preferences_app.command("rotate-link-key")
+def preferences_rotate_link_key(
+    finish: Annotated[
+        bool, typer.Option("--finish", help="End the grace period: retire the previous key.")
+    ] = False,
+) -> None:
+    """Start a key rotation (links signed with either key work), or --finish it."""
+    from notifyctl.preference_center_links import link_keys
+
+    keys = on_target(link_keys)
+    if finish:
+        retired = keys.retire_previous()
+        console.print("previous key retired: its links stop working" if retired else "no rotation")
+        return
+    keys.rotate()
+    console.print("new link key in use; links signed with the previous one work until --finish")

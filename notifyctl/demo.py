@@ -45,6 +45,8 @@ class DemoResult:
     provider_deliveries: dict[str, int]
     webhook_rejected: int
     seconds: float
+    # Alice's signed preference-center link, as `notifyctl preferences link` prints it.
+    preference_link: str | None = None
 
 
 def seed_users(
@@ -274,11 +276,15 @@ def run_demo(
             on_round=delivery_progress(stack, on_progress) if on_progress else None,
         )
         deliveries = provider_deliveries(stack, receiver)
-        dashboard = collect(StackTarget(stack.stack_name, region=stack.clients.region))
+        target = StackTarget(stack.stack_name, region=stack.clients.region)
+        dashboard = collect(target)
+        from notifyctl.preference_center_links import link, links_for
+
         return DemoResult(
             dashboard=dashboard,
             published=published,
             provider_deliveries=deliveries,
             webhook_rejected=receiver.rejected,
             seconds=clock.now() - started,
+            preference_link=link(links_for(target), ALICE, "order", unsubscribe=False),
         )

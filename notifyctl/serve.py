@@ -26,6 +26,7 @@ from notifications.aws import reset_clients
 from notifyctl.local.application import prepare, use_local_environment
 from notifyctl.local.clock import RealClock
 from notifyctl.local.emf import MetricDatum
+from notifyctl.local.function_urls import FunctionUrlServer, serve_function_urls
 from notifyctl.local.stack import deploy
 from notifyctl.target import LOCAL_STACK_NAME
 
@@ -113,6 +114,7 @@ def serve(
 ) -> None:
     server = start_server(port)
     use_local_environment()
+    url_servers: dict[str, FunctionUrlServer] = {}
     try:
         host, bound = server.get_host_and_port()
         endpoint = f"http://{host}:{bound}"
@@ -126,6 +128,16 @@ def serve(
             isolation="process",
         )
         prepare(stack)
+        # Function URLs (the preference center) on 127.0.0.1; the lock keeps their
+        # invocations out of the runtime's rounds (one process environment at a time).
+        invoke_lock = threading.Lock()
+        url_servers = serve_function_urls(stack, invoke_lock)
+        for url_server in url_servers.values():
+            console.print(
+                f"Function URL {url_server.function.spec.logical_id}: {url_server.url}",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(f"Endpoint: {endpoint}", highlight=False, soft_wrap=True)
         console.print(
             f"Stack {LOCAL_STACK_NAME} is running (bus {stack.bus_name}). Try:\n"
@@ -141,7 +153,8 @@ def serve(
         while stop is None or not stop.is_set():
             seen = len(stack.metrics)
             try:
-                handled = stack.pump()
+                with invoke_lock:
+                    handled = stack.pump()
             except Exception:  # a bad round is reported; the server keeps serving
                 log.exception("local runtime round failed")
                 handled = 0
@@ -152,4 +165,6 @@ def serve(
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
+        for url_server in url_servers.values():
+            url_server.stop()
         server.stop()

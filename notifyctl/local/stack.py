@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from notifyctl.local import moto_internals
+from notifyctl.local import cfn_resources, moto_internals
 from notifyctl.local.artifacts import bucket_name, local_uris, upload_artifacts
 from notifyctl.local.aws import AwsClients
 from notifyctl.local.clock import Clock, RealClock
@@ -350,6 +350,7 @@ def deploy(
 
     declared = set((cfn_template.get("Parameters") or {}).keys())
     moto_internals.patch_event_bus_ref()
+    cfn_resources.register()  # AWS::Lambda::Url, AWS::SecretsManager::Secret
     moto_internals.patch_transactions_item_level_rollback()
     moto_internals.serialize_backends()
     moto_internals.patch_eventbridge_delivery()

@@ -42,6 +42,7 @@ def test_every_sample_is_covered_here():
         "delivery_feedback/ses-bounce.json",
         "delivery_feedback/ses-complaint.json",
         "delivery_feedback/sms-delivery-logs.json",
+        "preference_center/one-click-post.json",  # tests/integration/test_preference_center.py
     }
     assert samples == covered
 

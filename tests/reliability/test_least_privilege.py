@@ -93,6 +93,7 @@ EXPECTED_REACH = {
         "ses:identity/${SenderEmail}",
         "ses:identity/<domain of SenderEmail>",
         "secretsmanager:secret:notifications/${Stage}/webhooks/*",
+        "PreferenceLinkSecret",
         "scheduler:schedule/notifications-${Stage}-deferrals/*",
         "lambda:event-source-mapping:*",
     },
@@ -104,6 +105,8 @@ EXPECTED_REACH = {
     "DlqAlarmFunctionRole": {"NotificationsDLQ", "AlertsTopic", "AlertsKey", "LedgerTable"},
     "DeliveryFeedbackFunctionRole": {"LedgerTable", "PreferencesTable", "EventsDLQ"},
     "DeferralSchedulerRole": {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"},
+    # The preference center: its users' items, one audit item per change, the link keys.
+    "PreferenceCenterFunctionRole": {"PreferencesTable", "LedgerTable", "PreferenceLinkSecret"},
 }
 
 
@@ -372,6 +375,7 @@ SERVERLESS_RULES_JUSTIFIED = {
     ("WS1004", "BreakerCheckFunction"),
     ("WS1004", "DlqAlarmFunction"),
     ("WS1004", "DeliveryFeedbackFunction"),
+    ("WS1004", "PreferenceCenterFunction"),
     # The breaker check runs every minute and is idempotent: a failed tick is repaired by the
     # next, and a DLQ of stale ticks would hold nothing worth replaying.
     ("ES1007", "BreakerCheckFunction"),

@@ -12,7 +12,22 @@ from notifications.aws import resource, table
 from notifications.errors import RetryableError
 from notifications.models import Channel, QuietHours
 
-__all__ = ["DynamoPreferencesStore", "Preferences", "PreferencesStore", "QuietHours"]
+__all__ = ["ChangeStamp", "DynamoPreferencesStore", "Preferences", "PreferencesStore", "QuietHours"]
+
+
+class ChangeStamp(BaseModel):
+    """Who changed the preferences last, when and how (the preference center writes it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: str  # ISO 8601, UTC
+    by: str  # "user" (through a signed link) or an operator
+    via: str  # one_click, page_save, page_unsubscribe_all
+
+
+def pair(category: str, channel: Channel) -> str:
+    """The key of one (category, channel) opt-out: ``order:email``."""
+    return f"{category}:{channel.value}"
 
 
 class Preferences(BaseModel):
@@ -28,6 +43,9 @@ class Preferences(BaseModel):
     quiet_hours: QuietHours | None = None
     # Addresses that hard-bounced or complained: never mailed again.
     suppressed_emails: frozenset[str] = frozenset()
+    # One category on one channel ("order:email"): the preference center's grid and one-click.
+    opted_out_pairs: frozenset[str] = frozenset()
+    last_change: ChangeStamp | None = None
 
     def contact(self, channel: Channel) -> tuple[str, ...]:
         """The user's contact points on a channel (webhooks are per subscription, not per user)."""
@@ -44,6 +62,8 @@ class Preferences(BaseModel):
             return f"opted_out_channel:{channel.value}"
         if category in self.opted_out_categories:
             return f"opted_out_category:{category}"
+        if pair(category, channel) in self.opted_out_pairs:
+            return f"opted_out_category_channel:{pair(category, channel)}"
         return None
 
 
@@ -112,6 +132,39 @@ class DynamoPreferencesStore:
         self._table().put_item(
             Item={"user_id": preferences.user_id, "document": preferences.model_dump_json()}
         )
+
+    def get_versioned(self, user_id: str) -> tuple[Preferences | None, str | None]:
+        """The preferences and their stored document (the version ``replace`` checks),
+        read consistently."""
+        item = self._table().get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None, None
+        document = str(item["document"])
+        return Preferences.model_validate_json(document), document
+
+    def replace(self, preferences: Preferences, expected_document: str | None) -> bool:
+        """Write ``preferences`` only if the stored document is still ``expected_document``
+        (None: no item yet), with one UpdateItem; False when another writer came first."""
+        from botocore.exceptions import ClientError
+
+        condition = (
+            "attribute_not_exists(user_id)" if expected_document is None else "document = :old"
+        )
+        values: dict[str, Any] = {":doc": preferences.model_dump_json()}
+        if expected_document is not None:
+            values[":old"] = expected_document
+        try:
+            self._table().update_item(
+                Key={"user_id": preferences.user_id},
+                UpdateExpression="SET document = :doc",
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def delete(self, user_id: str) -> bool:
         """Remove a user's preferences; False when there were none."""

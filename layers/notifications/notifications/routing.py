@@ -29,6 +29,8 @@ class Route:
     webhooks: bool = False
     # Critical categories bypass quiet hours (never a hard opt-out).
     critical: bool = False
+    # SMS of this route end with a short signed "manage preferences" link (when it fits).
+    sms_manage_link: bool = False
 
 
 ROUTING_TABLE: Mapping[str, Route] = {
@@ -43,6 +45,7 @@ ROUTING_TABLE: Mapping[str, Route] = {
         category="order",
         channels=(Channel.EMAIL, Channel.SMS, Channel.PUSH),
         webhooks=True,
+        sms_manage_link=True,
     ),
     "PaymentReceived": Route(
         template_id="payment_received",
@@ -52,6 +55,11 @@ ROUTING_TABLE: Mapping[str, Route] = {
         critical=True,
     ),
 }
+
+
+def sms_manage_link_categories() -> frozenset[str]:
+    """Categories whose SMS carry a "manage preferences" link (docs/channels.md)."""
+    return frozenset(r.category for r in ROUTING_TABLE.values() if r.sms_manage_link)
 
 
 class Subscription(Protocol):

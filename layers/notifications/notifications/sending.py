@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -57,6 +57,9 @@ from notifications.rate_limit import RateLimiter
 from notifications.retry import RetryConfig
 from notifications.settings import SenderSettings
 from notifications.templates import TemplateRenderer
+
+if TYPE_CHECKING:
+    from notifications.preference_links import PreferenceLinks
 
 # A claim on a notification outlives the invocation by this much before another may take it.
 LEASE_MARGIN = timedelta(seconds=5)
@@ -449,6 +452,17 @@ def _log_ids(request: NotificationRequested) -> dict[str, str]:
     }
 
 
+def preference_links(settings: SenderSettings) -> PreferenceLinks | None:
+    """Signed preference-center links, when the stack has the preference center."""
+    if not settings.preference_center_url or not settings.preference_link_secret_arn:
+        return None
+    from notifications.preference_links import PreferenceLinks, SecretsManagerLinkKeys
+
+    # Wall-clock cache expiry (not monotonic) so a controlled clock in tests ages it too.
+    keys = SecretsManagerLinkKeys(settings.preference_link_secret_arn, monotonic=time.time)
+    return PreferenceLinks(settings.preference_center_url, keys)
+
+
 def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvider]:
     """One provider per channel, built on first use, so a cold start loads only the libraries
     of the channel its batch holds (a batch comes from one channel queue). Wrapped in fault
@@ -465,15 +479,19 @@ def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvide
             configuration_set=settings.ses_configuration_set,
             attachments=S3AttachmentStore() if settings.attachments_bucket else None,
             unsubscribe_url=settings.unsubscribe_url,
+            links=preference_links(settings),
         )
 
     def sms() -> ChannelProvider:
         from notifications.channels.sms import SnsSmsProvider
+        from notifications.routing import sms_manage_link_categories
 
         return SnsSmsProvider(
             sms_type=settings.sms_type,
             sender_id=settings.sms_sender_id,
             max_segments=settings.sms_max_segments,
+            links=preference_links(settings),
+            manage_link_categories=sms_manage_link_categories(),
         )
 
     def push() -> ChannelProvider:

@@ -107,6 +107,9 @@ class SenderSettings(BaseSettings, QueueSettings):
     batch_admission: bool = True
     ses_configuration_set: str | None = None
     unsubscribe_url: str | None = None
+    # The preference center (function URL) and its link signing keys; both set: signed links.
+    preference_center_url: str | None = None
+    preference_link_secret_arn: str | None = None
     sms_type: Literal["Transactional", "Promotional"] = "Transactional"
     sms_sender_id: str | None = None
     sms_max_segments: int = Field(default=3, ge=1, le=10)
@@ -132,3 +135,9 @@ class AlarmSettings(BaseSettings):
 
 class FeedbackSettings(BaseSettings):
     preferences_table: str
+
+
+class PreferenceCenterSettings(BaseSettings):
+    preferences_table: str
+    # The Secrets Manager secret holding the link signing keys (notifications.preference_links).
+    preference_link_secret_arn: str
