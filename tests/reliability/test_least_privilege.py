@@ -91,7 +91,16 @@ EXPECTED_REACH = {
         "lambda:event-source-mapping:*",
     },
     "BreakerCheckFunctionRole": {"PolicyStateTable", "lambda:event-source-mapping:*"},
-    "DlqAlarmFunctionRole": {"NotificationsDLQ", "AlertsTopic", "LedgerTable"},
+    # (channel fallback: the user's chain from preferences, the successor onto a channel queue)
+    "DlqAlarmFunctionRole": {
+        "NotificationsDLQ",
+        "AlertsTopic",
+        "LedgerTable",
+        "PreferencesTable",
+        "EmailQueue",
+        "SmsQueue",
+        "PushQueue",
+    },
     "DeliveryFeedbackFunctionRole": {"LedgerTable", "PreferencesTable", "EventsDLQ"},
     "DeferralSchedulerRole": {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"},
 }

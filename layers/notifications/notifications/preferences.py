@@ -28,6 +28,9 @@ class Preferences(BaseModel):
     quiet_hours: QuietHours | None = None
     # Addresses that hard-bounced or complained: never mailed again.
     suppressed_emails: frozenset[str] = frozenset()
+    # Per category, the user's own channel order: the category reaches them on the first
+    # channel of it they can be reached on, then falls back along it (notifications.fallback).
+    channel_chains: dict[str, tuple[Channel, ...]] = Field(default_factory=dict)
 
     def contact(self, channel: Channel) -> tuple[str, ...]:
         """The user's contact points on a channel (webhooks are per subscription, not per user)."""
