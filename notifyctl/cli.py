@@ -76,7 +76,7 @@ def main(
 
 
 def fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(code=2)
 
 

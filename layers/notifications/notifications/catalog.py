@@ -122,7 +122,7 @@ def validate_detail(event_type: str, detail: Mapping[str, Any]) -> DomainEvent:
     if version != entry.version:
         raise CatalogError(
             "unknown_event_type",
-            f"{entry.name} schema_version {str(version)[:20]!r} is not in the event catalog "
+            f"{entry.name} schema_version {str(version)[:20]} is not in the event catalog "
             f"(known: {entry.version})",
         )
     try:

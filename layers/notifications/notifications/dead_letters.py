@@ -58,6 +58,7 @@ def entry_from_record(record: SqsRecord) -> DeadLetterEntry:
         recipient=mask_recipient(request.channel, request.recipient) if request else None,
         user_id=request.user_id if request else None,
         event_type=request.event_type if request else None,
+        fallback_of=request.fallback_of if request else None,
     )
 
 

@@ -101,6 +101,7 @@ class DeadLetterEntry:
     recipient: str | None = None
     user_id: str | None = None
     event_type: str | None = None
+    fallback_of: str | None = None  # a channel fallback's predecessor (notifications.fallback)
 
 
 def _base_attributes(request: NotificationRequested) -> dict[str, Any]:
@@ -441,6 +442,7 @@ class DynamoLedger:
             "recipient_masked": entry.recipient,
             "user_id": entry.user_id,
             "event_type": entry.event_type,
+            "fallback_of": entry.fallback_of,
         }
         for index, (name, value) in enumerate(optional.items()):
             if value:
