@@ -139,7 +139,8 @@ def publish(
             f"{result.error_code} {result.error_message}"
         )
         raise typer.Exit(code=1)
-    console.print(f"published {result.event_type} {result.event_id} to {target.output('EventBusName')}")
+    bus = target.output("EventBusName")
+    console.print(f"published {result.event_type} {result.event_id} to {bus}")
 
 
 @app.command()

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from notifications.catalog import CATALOG, CatalogError, EventType, json_schema, lookup
+from notifications.catalog import CATALOG, CatalogError, EventType, json_schema, lookup, schema_text
 from notifications.catalog import validate_detail as catalog_validate
 from notifications.models import DomainEvent
 from notifications.publishing import Publisher, PublishResult
 from notifyctl.target import StackTarget
 
 SOURCES_OUTPUT = "EventSources"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "events" / "schemas"
 
 
 class PublishError(ValueError):
@@ -94,3 +96,14 @@ def describe_type(event_type: str) -> Mapping[str, Any]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=False)
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[Path]:
+    """Regenerate ``events/schemas/<Type>.json`` from the catalog (after changing a model);
+    template.yaml's registry Content must then be updated to match (a test compares both)."""
+    written = []
+    for entry in CATALOG.values():
+        path = directory / f"{entry.name}.json"
+        path.write_text(schema_text(entry))
+        written.append(path)
+    return written

@@ -143,7 +143,8 @@ def test_publish_refuses_what_the_catalog_refuses_with_one_line_and_sends_nothin
         assert result.exit_code == 2, (args, result.output)
         lines = result.output.strip().splitlines()
         assert len(lines) == 1, result.output
-        assert lines[0].startswith("error: ") and message in lines[0], result.output
+        assert lines[0].startswith("error: "), result.output
+        assert message in lines[0], result.output
     # And nothing reached the bus: no rejected event, no notification
     stack.drain()
     assert json.loads(notifyctl("events-dlq", "list", "--json").output) == []
@@ -219,7 +220,8 @@ def test_a_disabled_push_endpoint_falls_back_to_sms_then_email(stack):
     assert sms["fallback_of"] == push["notification_id"]
     assert email["fallback_of"] == sms["notification_id"]
     assert [e.destinations for e in sent_emails()] == [("bob@example.com",)]
-    assert push_messages() == [] and sms_messages() == []
+    assert push_messages() == []
+    assert sms_messages() == []
     # And `dlq show` shows each dead letter's link to its successor
     shown = json.loads(notifyctl("dlq", "show", push["notification_id"]).output)
     assert shown["fallback_notification_id"] == sms["notification_id"]
@@ -299,4 +301,5 @@ def test_a_route_that_already_reached_the_user_elsewhere_gets_no_fallback(stack)
     }
     assert records["push"]["fallback_none"] == "chain_exhausted"
     assert not any(r.get("fallback_of") for r in records.values())
-    assert len(sent_emails()) == 1 and len(sms_messages()) == 1
+    assert len(sent_emails()) == 1
+    assert len(sms_messages()) == 1

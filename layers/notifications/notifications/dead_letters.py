@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from notifications.alerts import Alerts
 from notifications.batch import PartialBatchResponse, SqsRecord, process_partially, sqs_records
-from notifications.fallback import FallbackTrigger
+from notifications.fallback import FallbackLedger, FallbackTrigger
 from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested
@@ -165,7 +165,7 @@ def build_recorder() -> DeadLetterRecorder:
     )
 
 
-def _fallback_trigger(settings: AlarmSettings, ledger: DynamoLedger) -> FallbackTrigger | None:
+def _fallback_trigger(settings: AlarmSettings, ledger: FallbackLedger) -> FallbackTrigger | None:
     """Channel fallback when the template gives the channel queues and the preferences table."""
     from notifications.preferences import DynamoPreferencesStore
     from notifications.queues import SqsQueues
@@ -173,4 +173,5 @@ def _fallback_trigger(settings: AlarmSettings, ledger: DynamoLedger) -> Fallback
     urls = settings.fallback_queue_urls()
     if settings.preferences_table is None or urls is None:
         return None
-    return FallbackTrigger(DynamoPreferencesStore(settings.preferences_table), SqsQueues(), urls, ledger)
+    preferences = DynamoPreferencesStore(settings.preferences_table)
+    return FallbackTrigger(preferences, SqsQueues(), urls, ledger)

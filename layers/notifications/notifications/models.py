@@ -176,9 +176,7 @@ class NotificationRequested(BaseModel):
         return value
 
 
-def event_identity(
-    event_id: str, source: str, event_type: str, idempotency_key: str | None
-) -> str:
+def event_identity(event_id: str, source: str, event_type: str, idempotency_key: str | None) -> str:
     """What notification ids derive from: the producer's idempotency key scoped by (source,
     type) when the event carries one, so every publish of it maps to the same ids; else
     EventBridge's event id (each publish a new event)."""

@@ -41,7 +41,7 @@ PERMANENT_ERRORS = frozenset(
 
 
 class EventsApi(Protocol):
-    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]: ...  # noqa: N803
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ class Publisher:
                 self.sleep(BACKOFF_SECONDS * 2 ** (attempt - 2))
             for group in chunks([entries[i] for i in pending]):
                 indexes = [pending[g] for g in group]
-                for index, answer in zip(indexes, self._put([entries[i] for i in indexes]), strict=True):
+                answers = self._put([entries[i] for i in indexes])
+                for index, answer in zip(indexes, answers, strict=True):
                     results[index] = PublishResult(
                         event_type=entries[index]["DetailType"],
                         idempotency_key=events[index].idempotency_key,
@@ -176,7 +177,5 @@ class Publisher:
             )
         answers: list[dict[str, Any]] = response.get("Entries", [])
         if len(answers) != len(entries):
-            raise RuntimeError(
-                f"PutEvents answered {len(answers)} entries for {len(entries)} sent"
-            )
+            raise RuntimeError(f"PutEvents answered {len(answers)} entries for {len(entries)} sent")
         return answers

@@ -149,7 +149,6 @@ def plan_notifications(
     return planned
 
 
-
 def first_reachable(
     chain: tuple[Channel, ...], preferences: Preferences, category: str
 ) -> tuple[Channel | None, tuple[str, ...]]:
