@@ -580,11 +580,19 @@ def preferences_set(
     unsuppress_email: Annotated[
         str | None, typer.Option(help="Mail an address again after a bounce or complaint.")
     ] = None,
+    channel_chain: Annotated[
+        list[str] | None,
+        typer.Option(help="CATEGORY=push,sms,email: the user's own fallback chain; repeat."),
+    ] = None,
 ) -> None:
     """Change a user's preferences (creating them if needed); prints the result."""
     from pydantic import ValidationError
 
-    from notifyctl.preference_changes import PreferenceChangeError, changes_for
+    from notifyctl.preference_changes import (
+        PreferenceChangeError,
+        changes_for,
+        channel_chain_changes,
+    )
 
     store = _preferences()
     current = store.get(user_id)
@@ -603,6 +611,7 @@ def preferences_set(
             timezone=timezone,
             unsuppress_email=unsuppress_email,
         )
+        changes.update(channel_chain_changes(current, channel_chain or []))
         updated = store.update(user_id, changes)
     except (PreferenceChangeError, ValidationError) as exc:
         raise fail(str(exc)) from exc

@@ -303,3 +303,16 @@ def test_a_route_that_already_reached_the_user_elsewhere_gets_no_fallback(stack)
     assert not any(r.get("fallback_of") for r in records.values())
     assert len(sent_emails()) == 1
     assert len(sms_messages()) == 1
+
+
+def test_a_users_chain_is_set_and_removed_with_preferences_set(stack):
+    set_ = notifyctl("preferences", "set", "user-9", "--channel-chain", "payment=push, sms,email")
+    assert set_.exit_code == 0, set_.output
+    assert json.loads(set_.output)["channel_chains"] == {"payment": ["push", "sms", "email"]}
+    for bad in ("payment=fax", "payment=sms,sms", "payment=webhook", "push,sms"):
+        refused = notifyctl("preferences", "set", "user-9", "--channel-chain", bad)
+        assert refused.exit_code == 2, refused.output
+        assert len(refused.output.strip().splitlines()) == 1, refused.output
+        assert refused.output.startswith("error: ")
+    removed = notifyctl("preferences", "set", "user-9", "--channel-chain", "payment=")
+    assert json.loads(removed.output)["channel_chains"] == {}
