@@ -74,52 +74,60 @@ def test_unknown_types_versions_and_sources_end_in_events_dlq_with_their_reason(
     assert ledger_records(stack) == []
 
 
-def alice(stack):
+def with_preferences(stack, user_id, **fields):
     store = DynamoPreferencesStore(stack.physical_id("PreferencesTable"))
-    store.put(Preferences(user_id="user-123", email="alice@example.com", phone="+14155550100"))
+    store.put(Preferences(user_id=user_id, **fields))
+
+
+def disabled_endpoint(stack, token):
+    """A push endpoint the platform has disabled."""
+    sns = stack.clients.sns
+    app_arn = sns.create_platform_application(
+        Name="shop", Platform="GCM", Attributes={"PlatformCredential": "key"}
+    )["PlatformApplicationArn"]
+    endpoint = sns.create_platform_endpoint(PlatformApplicationArn=app_arn, Token=token)[
+        "EndpointArn"
+    ]
+    sns.set_endpoint_attributes(EndpointArn=endpoint, Attributes={"Enabled": "false"})
+    return endpoint
 
 
 def test_one_idempotency_key_published_five_times_notifies_once_per_channel(stack):
-    # Given Alice with an email address and a phone number, and a producer's order event
-    alice(stack)
-    order = OrderPlaced.model_validate(order_detail())
+    # Given Alice and Bob with an email address and a phone number each
+    with_preferences(stack, "user-123", email="alice@example.com", phone="+14155550100")
+    with_preferences(stack, "user-456", email="bob@example.com", phone="+14155550101")
     publisher = Publisher(stack.bus_name, SHOP, events=stack.clients.events)
+    order = OrderPlaced.model_validate(order_detail())
 
-    # When the producer publishes it with the same key three times, then twice in one call,
-    # and a non-Python producer sends it once more with PutEvents and the key in the detail
+    # When a producer publishes Alice's order with the same key three times, then twice in
+    # one call, and a non-Python producer sends it once more with PutEvents and the key
     first = [publisher.publish(order, idempotency_key="order-1001-placed") for _ in range(3)]
     keyed = order.model_copy(update={"idempotency_key": "order-1001-placed"})
     both = publisher.publish_many([keyed, keyed])
     put(stack, SHOP, "OrderPlaced", order_detail(idempotency_key="order-1001-placed"))
+    # And Bob's order twice without a key (two events, as before idempotency keys)
+    bobs = OrderPlaced.model_validate(order_detail(order_id="order-2002", user_id="user-456"))
+    unkeyed = publisher.publish_many([bobs, bobs])
     stack.drain()
 
-    # Then EventBridge accepted six distinct events
-    results = first + both
+    # Then EventBridge accepted every publish as a distinct event
+    results = first + both + unkeyed
     assert all(r.ok for r in results)
-    assert len({r.event_id for r in results}) == 5
-    # And Alice got one email and one SMS, and the ledger holds one record per channel
-    assert [e.destinations for e in sent_emails()] == [("alice@example.com",)]
-    assert [number for number, _ in sms_messages()] == ["+14155550100"]
-    records = ledger_records(stack)
-    assert sorted((r["channel"], r["status"]) for r in records) == [
+    assert len({r.event_id for r in results}) == 7
+    # And Alice got one email and one SMS, Bob two of each
+    emails = sorted(e.destinations[0] for e in sent_emails())
+    assert emails == ["alice@example.com", "bob@example.com", "bob@example.com"]
+    assert sorted(n for n, _ in sms_messages()) == ["+14155550100", "+14155550101", "+14155550101"]
+    # And the ledger holds one record per channel for Alice's order
+    alices = [r for r in ledger_records(stack) if r["user_id"] == "user-123"]
+    assert sorted((r["channel"], r["status"]) for r in alices) == [
         ("email", "SENT"),
         ("sms", "SENT"),
     ]
 
 
-def test_without_a_key_each_publish_is_its_own_event(stack):
-    # Given Alice, When the same order is published twice without a key
-    alice(stack)
-    publisher = Publisher(stack.bus_name, SHOP, events=stack.clients.events)
-    order = OrderPlaced.model_validate(order_detail())
-    publisher.publish_many([order, order])
-    stack.drain()
-
-    # Then she hears about it twice, as before idempotency keys
-    assert len(sent_emails()) == 2
-
-
-def test_publish_refuses_what_the_catalog_refuses_with_one_line_and_sends_nothing(stack):
+def test_publish_refuses_what_the_catalog_refuses_and_a_key_notifies_once(stack):
+    with_preferences(stack, "user-123", email="alice@example.com", phone="+14155550100")
     detail = json.dumps(order_detail())
     cases = [
         (["NoSuchEvent", "--detail", detail], "unknown event type 'NoSuchEvent'"),
@@ -150,15 +158,14 @@ def test_publish_refuses_what_the_catalog_refuses_with_one_line_and_sends_nothin
     assert json.loads(notifyctl("events-dlq", "list", "--json").output) == []
     assert ledger_records(stack) == []
 
-
-def test_publish_with_an_idempotency_key_twice_notifies_once(stack):
-    alice(stack)
-    detail = json.dumps(order_detail())
+    # When the valid event is published twice with one --idempotency-key
     outputs = [
         notifyctl("publish", "OrderPlaced", "--detail", detail, "--idempotency-key", "k-1")
         for _ in range(2)
     ]
     stack.drain()
+
+    # Then both publishes succeed and Alice hears once per channel
     assert all(o.exit_code == 0 for o in outputs), [o.output for o in outputs]
     assert all(o.output.startswith("published OrderPlaced ") for o in outputs)
     assert len(sent_emails()) == 1
@@ -187,14 +194,7 @@ def test_events_list_and_show_read_the_catalog():
 def test_a_disabled_push_endpoint_falls_back_to_sms_then_email(stack):
     # Given Bob, who wants payments on push first, then SMS, then email: his push endpoint
     # is disabled by the platform and his phone number is not a real one
-    sns = stack.clients.sns
-    app_arn = sns.create_platform_application(
-        Name="shop", Platform="GCM", Attributes={"PlatformCredential": "key"}
-    )["PlatformApplicationArn"]
-    endpoint = sns.create_platform_endpoint(PlatformApplicationArn=app_arn, Token="t-1")[
-        "EndpointArn"
-    ]
-    sns.set_endpoint_attributes(EndpointArn=endpoint, Attributes={"Enabled": "false"})
+    endpoint = disabled_endpoint(stack, "t-1")
     store = DynamoPreferencesStore(stack.physical_id("PreferencesTable"))
     store.put(
         Preferences(
@@ -232,87 +232,71 @@ def test_a_disabled_push_endpoint_falls_back_to_sms_then_email(stack):
     assert json.loads(notifyctl("dashboard", "--json").output)["fallbacks"] == 2
 
 
-def test_an_opted_out_channel_is_skipped_and_routed_channels_are_not_repeated(stack):
-    # Given Carol, whose chain is push, SMS, email, opted out of SMS, with a stale endpoint
-    sns = stack.clients.sns
-    app_arn = sns.create_platform_application(
-        Name="shop", Platform="GCM", Attributes={"PlatformCredential": "key"}
-    )["PlatformApplicationArn"]
-    endpoint = sns.create_platform_endpoint(PlatformApplicationArn=app_arn, Token="t-2")[
-        "EndpointArn"
-    ]
-    sns.set_endpoint_attributes(EndpointArn=endpoint, Attributes={"Enabled": "false"})
-    store = DynamoPreferencesStore(stack.physical_id("PreferencesTable"))
-    store.put(
-        Preferences(
-            user_id="user-123",
-            email="carol@example.com",
-            phone="+14155550100",
-            push_endpoints=(endpoint,),
-            opted_out_channels=frozenset({"sms"}),
-            channel_chains={"payment": ("push", "sms", "email")},
-        )
+def test_opted_out_channels_are_skipped_and_routed_channels_are_not_repeated(stack):
+    # Given Carol, set up with the CLI: payments on push, then SMS, then email; opted out of
+    # SMS; her push endpoint disabled
+    carol = disabled_endpoint(stack, "t-2")
+    bad = ("payment=fax", "payment=sms,sms", "payment=webhook", "push,sms")
+    for value in bad:
+        refused = notifyctl("preferences", "set", "carol", "--channel-chain", value)
+        assert refused.exit_code == 2, refused.output
+        assert len(refused.output.strip().splitlines()) == 1, refused.output
+        assert refused.output.startswith("error: ")
+    set_ = notifyctl(
+        "preferences",
+        "set",
+        "carol",
+        "--email",
+        "carol@example.com",
+        "--phone",
+        "+14155550100",
+        "--push-endpoint",
+        carol,
+        "--opt-out-channel",
+        "sms",
+        "--channel-chain",
+        "payment=push, sms,email",
+        "--channel-chain",
+        "order=email",
+    )
+    assert set_.exit_code == 0, set_.output
+    assert json.loads(set_.output)["channel_chains"] == {
+        "payment": ["push", "sms", "email"],
+        "order": ["email"],
+    }
+    removed = notifyctl("preferences", "set", "carol", "--channel-chain", "order=")
+    assert json.loads(removed.output)["channel_chains"] == {"payment": ["push", "sms", "email"]}
+    # And Dan without a chain of his own (his orders go to email, SMS and push at once),
+    # whose push endpoint is disabled too
+    dan = disabled_endpoint(stack, "t-3")
+    with_preferences(
+        stack, "dan", email="dan@example.com", phone="+14155550101", push_endpoints=(dan,)
     )
 
-    # When her payment arrives
-    put(stack, SHOP, "PaymentReceived", load_event("fan_out/payment-received.json")["detail"])
+    # When Carol's payment and Dan's order arrive
+    payment = load_event("fan_out/payment-received.json")["detail"] | {"user_id": "carol"}
+    put(stack, SHOP, "PaymentReceived", payment)
+    put(stack, SHOP, "OrderPlaced", order_detail(user_id="dan"))
     stack.drain()
 
-    # Then push fell back straight to email, SMS skipped (not a failure), nothing on SMS
-    records = {r["channel"]: r for r in ledger_records(stack)}
-    assert sorted(records) == ["email", "push"]
-    assert records["push"]["fallback_skipped"] == ["sms: opted_out_channel:sms"]
-    assert records["email"]["fallback_of"] == records["push"]["notification_id"]
-    assert records["email"]["status"] == "SENT"
-    assert sms_messages() == []
-
-
-def test_a_route_that_already_reached_the_user_elsewhere_gets_no_fallback(stack):
-    # Given Dan without a chain of his own: his order goes to email, SMS and push at once,
-    # and his push endpoint is disabled
-    sns = stack.clients.sns
-    app_arn = sns.create_platform_application(
-        Name="shop", Platform="GCM", Attributes={"PlatformCredential": "key"}
-    )["PlatformApplicationArn"]
-    endpoint = sns.create_platform_endpoint(PlatformApplicationArn=app_arn, Token="t-3")[
-        "EndpointArn"
-    ]
-    sns.set_endpoint_attributes(EndpointArn=endpoint, Attributes={"Enabled": "false"})
-    store = DynamoPreferencesStore(stack.physical_id("PreferencesTable"))
-    store.put(
-        Preferences(
-            user_id="user-123",
-            email="dan@example.com",
-            phone="+14155550100",
-            push_endpoints=(endpoint,),
-        )
-    )
-
-    # When his order arrives
-    put(stack, SHOP, "OrderPlaced", order_detail())
-    stack.drain()
-
-    # Then email and SMS went out once each, and the push dead letter got no fallback
-    records = {r["channel"]: r for r in ledger_records(stack)}
-    assert {c: r["status"] for c, r in records.items()} == {
+    # Then Carol's push fell back straight to email, SMS skipped (not a failure)
+    records = ledger_records(stack)
+    carols = {r["channel"]: r for r in records if r["user_id"] == "carol"}
+    assert sorted(carols) == ["email", "push"]
+    assert carols["push"]["fallback_skipped"] == ["sms: opted_out_channel:sms"]
+    assert carols["email"]["fallback_of"] == carols["push"]["notification_id"]
+    assert carols["email"]["status"] == "SENT"
+    # And Dan got email and SMS once each; his push dead letter got no fallback
+    dans = {r["channel"]: r for r in records if r["user_id"] == "dan"}
+    assert {c: r["status"] for c, r in dans.items()} == {
         "email": "SENT",
         "sms": "SENT",
         "push": "DEAD_LETTERED",
     }
-    assert records["push"]["fallback_none"] == "chain_exhausted"
-    assert not any(r.get("fallback_of") for r in records.values())
-    assert len(sent_emails()) == 1
-    assert len(sms_messages()) == 1
-
-
-def test_a_users_chain_is_set_and_removed_with_preferences_set(stack):
-    set_ = notifyctl("preferences", "set", "user-9", "--channel-chain", "payment=push, sms,email")
-    assert set_.exit_code == 0, set_.output
-    assert json.loads(set_.output)["channel_chains"] == {"payment": ["push", "sms", "email"]}
-    for bad in ("payment=fax", "payment=sms,sms", "payment=webhook", "push,sms"):
-        refused = notifyctl("preferences", "set", "user-9", "--channel-chain", bad)
-        assert refused.exit_code == 2, refused.output
-        assert len(refused.output.strip().splitlines()) == 1, refused.output
-        assert refused.output.startswith("error: ")
-    removed = notifyctl("preferences", "set", "user-9", "--channel-chain", "payment=")
-    assert json.loads(removed.output)["channel_chains"] == {}
+    assert dans["push"]["fallback_none"] == "chain_exhausted"
+    assert not any(r.get("fallback_of") for r in dans.values())
+    assert sorted(e.destinations[0] for e in sent_emails()) == [
+        "carol@example.com",
+        "dan@example.com",
+    ]
+    assert [n for n, _ in sms_messages()] == ["+14155550101"]
