@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,11 +28,12 @@ from notifications.preferences import DynamoPreferencesStore, Preferences
 from notifyctl.dashboard import Dashboard, collect
 from notifyctl.local.application import prepare
 from notifyctl.local.clock import Clock
-from notifyctl.local.stack import LocalStack, deploy
+from notifyctl.local.stack import Isolation, LocalStack, deploy
 from notifyctl.target import LOCAL_STACK_NAME, StackTarget
 from notifyctl.webhook_receiver import WebhookReceiver
 
 SOURCE = "com.example.shop"
+PROGRESS_INTERVAL = 0.25  # seconds between queue-depth reads for the progress bar
 PUT_EVENTS_BATCH = 10  # PutEvents takes at most ten entries
 ALICE = "user-123"
 
@@ -199,6 +201,27 @@ def provider_deliveries(stack: LocalStack, receiver: WebhookReceiver) -> dict[st
     }
 
 
+def delivery_progress(
+    stack: LocalStack, on_progress: Callable[[str, int, int | None], None]
+) -> Callable[[int], None]:
+    """``on_round`` for the drain: messages handled so far, out of those handled plus those
+    still in the queues (read every ``PROGRESS_INTERVAL``, and on a round that handled
+    nothing), so the bar fills only as the queues empty, and is full when they are."""
+    total, read_at, last_done = 0, 0.0, -1
+
+    def on_round(done: int) -> None:
+        nonlocal total, read_at, last_done
+        now = time.monotonic()
+        if now - read_at >= PROGRESS_INTERVAL or done == last_done:
+            depths = stack.queue_depths()
+            total = done + sum(d.visible + d.in_flight + d.delayed for d in depths)
+            read_at = now
+        total, last_done = max(total, done), done
+        on_progress("delivering", done, total)
+
+    return on_round
+
+
 def run_demo(
     template: Path,
     events: int,
@@ -208,6 +231,7 @@ def run_demo(
     users: int = 40,
     max_attempts: int | None = None,
     on_progress: Callable[[str, int, int | None], None] | None = None,
+    isolation: Isolation = "in-process",
 ) -> DemoResult:
     """Runs inside an active moto (``mock_aws``); returns the figures the dashboard shows."""
     rng = random.Random(seed)
@@ -217,7 +241,10 @@ def run_demo(
     if max_attempts is not None:
         parameters["MaxAttempts"] = str(max_attempts)
     with WebhookReceiver().running() as receiver:
-        stack = deploy(template, parameters, stack_name=LOCAL_STACK_NAME, clock=clock)
+        # Worker processes (isolation="process") stop when this process exits.
+        stack = deploy(
+            template, parameters, stack_name=LOCAL_STACK_NAME, clock=clock, isolation=isolation
+        )
         prepare(stack)
         population = seed_users(stack, receiver, rng, users)
         now = datetime.fromtimestamp(clock.now(), UTC)
@@ -244,7 +271,7 @@ def run_demo(
         published = len(batch) + 1
         stack.drain(
             max_rounds=1_000_000,
-            on_round=(lambda done: on_progress("delivering", done, None)) if on_progress else None,
+            on_round=delivery_progress(stack, on_progress) if on_progress else None,
         )
         deliveries = provider_deliveries(stack, receiver)
         dashboard = collect(StackTarget(stack.stack_name, region=stack.clients.region))

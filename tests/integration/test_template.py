@@ -182,18 +182,41 @@ def test_every_allowed_sender_timeout_maps_to_a_visibility_of_at_least_six_times
         assert row["QueueVisibilityTimeout"] >= 6 * int(timeout), timeout
 
 
-def test_max_receive_count_equals_max_attempts_on_every_channel_queue(case: Translated) -> None:
+# maxReceiveCount per MaxAttempts the parameter sets translate with: MaxAttempts + 5.
+MAX_RECEIVE_COUNT = {3: 8, 5: 10}
+
+
+def test_max_receive_count_leaves_slack_above_max_attempts_on_every_channel_queue(
+    case: Translated,
+) -> None:
     # Given the MaxAttempts the template was translated with
     max_attempts = int(case.parameter("MaxAttempts"))
     for queue in CHANNEL_QUEUES:
         # When the queue's redrive policy is resolved
         redrive = case.props(queue)["RedrivePolicy"]
-        # Then it dead-letters to NotificationsDLQ after exactly MaxAttempts receives
-        assert int(case.resolve(redrive["maxReceiveCount"])) == max_attempts, queue
+        # Then SQS redrives to NotificationsDLQ only 5 receives after the attempt limit: the
+        # ledger's count is the limit, receives that are no attempt never redrive early
+        assert int(case.resolve(redrive["maxReceiveCount"])) == MAX_RECEIVE_COUNT[max_attempts]
         assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["NotificationsDLQ", "Arn"]}
     # And the sender's attempt limit comes from the same parameter
     env = case.props("SenderFunction")["Environment"]["Variables"]
     assert int(case.resolve(env["MAX_ATTEMPTS"])) == max_attempts
+
+
+def test_every_allowed_max_attempts_maps_to_a_receive_limit_of_at_least_5_above_it(
+    case: Translated,
+) -> None:
+    # Given every MaxAttempts the template allows
+    allowed = case.template["Parameters"]["MaxAttempts"]["AllowedValues"]
+    assert [int(v) for v in allowed] == list(range(1, 21))
+    rows = case.template["Mappings"]["ReceiveLimits"]
+    assert sorted(int(key) for key in rows) == list(range(1, 21))
+    # Then the mapping the queues read holds maxReceiveCount >= 5 (AWS's advice for Lambda
+    # sources) and 5 receives above the attempt limit, for each of them
+    for attempts in allowed:
+        receives = rows[str(attempts)]["MaxReceiveCount"]
+        assert receives >= 5, attempts
+        assert receives - int(attempts) == 5, attempts
 
 
 def test_non_default_max_attempts_reaches_the_queues(sam_template: dict[str, Any]) -> None:
@@ -201,10 +224,10 @@ def test_non_default_max_attempts_reaches_the_queues(sam_template: dict[str, Any
     parameters = samconfig_parameters(SAMCONFIG, "prod")
     # When the template is translated with its overrides
     prod = Translated(translate(sam_template, parameters))
-    # Then every channel queue allows the prod MaxAttempts (5), not the default 3
+    # Then every channel queue's backstop sits 5 receives above the prod MaxAttempts (5)
     assert parameters["MaxAttempts"] == "5"
     for queue in CHANNEL_QUEUES:
-        assert int(prod.resolve(prod.props(queue)["RedrivePolicy"]["maxReceiveCount"])) == 5
+        assert int(prod.resolve(prod.props(queue)["RedrivePolicy"]["maxReceiveCount"])) == 10
 
 
 @pytest.mark.parametrize(
@@ -248,7 +271,7 @@ def test_translation_leaves_the_sam_template_untouched_and_uses_placeholder_code
     assert translated.props("SenderFunction")["Code"]["S3Bucket"] == PLACEHOLDER_CODE_BUCKET
     # And the given parameter became the translated template's default
     assert translated.parameter("Stage") == "staging"
-    assert translated.parameter("MaxAttempts") == 3
+    assert translated.parameter("MaxAttempts") == "3"
 
 
 def test_every_sender_mapping_reports_batch_item_failures(case: Translated) -> None:
@@ -365,10 +388,11 @@ def test_the_fan_out_consumes_a_buffer_queue_that_redrives_to_the_events_dlq(
     assert mapping["BatchSize"] == 10
     assert mapping["MaximumBatchingWindowInSeconds"] == 1
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    # And an event it keeps failing is moved to EventsDLQ after three receives
+    # And an event it keeps failing is moved to EventsDLQ after five receives (AWS's minimum
+    # advice for Lambda sources)
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["EventsDLQ", "Arn"]},
-        "maxReceiveCount": 3,
+        "maxReceiveCount": 5,
     }
     # And a batch in progress is never offered twice: visibility is 6 x the function timeout
     assert int(queue["VisibilityTimeout"]) >= 6 * timeout
@@ -513,7 +537,7 @@ def test_stack_deploys_into_moto_with_readable_outputs(
         assert attributes["QueueArn"] == outputs[f"{queue}Arn"]
         assert json.loads(attributes["RedrivePolicy"]) == {
             "deadLetterTargetArn": outputs["NotificationsDLQArn"],
-            "maxReceiveCount": 5,
+            "maxReceiveCount": 10,
         }
         assert int(attributes["VisibilityTimeout"]) == 180
         assert attributes["SqsManagedSseEnabled"] == "true"
@@ -564,7 +588,7 @@ def test_stack_deploys_into_moto_with_readable_outputs(
     ]
     assert json.loads(buffer["RedrivePolicy"]) == {
         "deadLetterTargetArn": outputs["EventsDLQArn"],
-        "maxReceiveCount": 3,
+        "maxReceiveCount": 5,
     }
     (fan_out_mapping,) = lambda_client.list_event_source_mappings(
         FunctionName=outputs["FanOutFunctionName"]
@@ -657,3 +681,66 @@ def test_breaker_check_runs_every_minute_and_toggles_only_the_senders_mappings(
     assert all("function:notifications-${Stage}-sender" in a["Fn::Sub"] for a in arns)
     variables = case.props("BreakerCheckFunction")["Environment"]["Variables"]
     assert variables["SENDER_FUNCTION_NAME"] == {"Fn::Sub": "notifications-${Stage}-sender"}
+
+
+def test_alarms_can_publish_to_alerts_topic_through_its_customer_managed_key(
+    case: Translated,
+) -> None:
+    # Given AlertsTopic, which the alarms notify
+    alarms = case.of_type("AWS::CloudWatch::Alarm")
+    assert {"DeadLettersAlarm", "DlqOldestMessageAlarm", "CircuitOpenAlarm"} <= set(alarms)
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    # Then it is encrypted with the stack's own key, not the AWS managed alias/aws/sns (whose
+    # policy cannot let CloudWatch use it: no alarm would ever notify)
+    assert case.props("AlertsTopic")["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
+    key = case.resources["AlertsKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # And the key policy lets CloudWatch encrypt and decrypt with it
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [
+        s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert len(cloudwatch) == 1
+    assert set(actions_of(cloudwatch[0])) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    assert cloudwatch[0]["Effect"] == "Allow"
+    # And no statement grants kms:* (the account administers it with named actions)
+    for statement in statements:
+        assert not [a for a in actions_of(statement) if a in ("*", "kms:*")], statement["Sid"]
+    # And the alarm function, which publishes dead-letter alerts, may use that key
+    grants = [
+        s
+        for s in case.role_statements("DlqAlarmFunction")
+        if {"kms:GenerateDataKey*", "kms:Decrypt"} <= set(actions_of(s))
+    ]
+    assert [g["Resource"] for g in grants] == [{"Fn::GetAtt": ["AlertsKey", "Arn"]}]
+    assert case.props("AlertsKeyAlias")["TargetKeyId"] == {"Ref": "AlertsKey"}
+
+
+def test_the_breaker_check_reads_the_sender_mappings_by_their_arns_without_a_condition(
+    case: Translated,
+) -> None:
+    # Given the breaker check's statements granting lambda:GetEventSourceMapping
+    role_id = case.props("BreakerCheckFunction")["Role"]["Fn::GetAtt"][0]
+    statements = [
+        s
+        for policy in case.props(role_id)["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+        if "lambda:GetEventSourceMapping" in actions_of(s)
+    ]
+    # Then it is one statement of its own, with no condition key to depend on
+    assert len(statements) == 1
+    (statement,) = statements
+    assert actions_of(statement) == ["lambda:GetEventSourceMapping"]
+    assert "Condition" not in statement
+    # And it names exactly the ARNs of the sender's four event source mappings
+    named = set()
+    for resource in statement["Resource"]:
+        text = resource["Fn::Sub"]
+        prefix = (
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:"
+        )
+        assert text.startswith(prefix), text
+        named.add(text.removeprefix(prefix).strip("${}"))
+    assert named == set(case.sender_mappings())

@@ -99,8 +99,13 @@ class SenderSettings(BaseSettings, QueueSettings):
     backoff_multiplier: float = Field(default=2.0, ge=1)
     max_delay_seconds: float = Field(default=60.0, ge=0, le=43_200)
     backoff_jitter: bool = False
+    # Seeds the jitter's generator (tests and benchmarks, as FAILURE_SEED); unset: os.urandom.
+    backoff_jitter_seed: int | None = None
     failure_rate: float = Field(default=0.0, ge=0, le=1)
     failure_seed: int | None = None
+    # independent: each send fails with failure_rate (the breaker ignores those faults);
+    # outage: whole provider outages the breaker counts (channels/faults.py).
+    failure_mode: Literal["independent", "outage"] = "independent"
     rate_limit_per_minute: int = Field(default=100, ge=1)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=60.0, gt=0)
