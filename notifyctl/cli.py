@@ -230,7 +230,7 @@ def parse_since(value: str | None) -> datetime | None:
 @app.command()
 def publish(
     event_type: Annotated[
-        str, typer.Argument(help="UserRegistered, OrderPlaced, PaymentReceived...")
+        str, typer.Argument(help="A type of the event catalog (`notifyctl events list`).")
     ],
     detail: Annotated[str | None, typer.Option(help="The event's detail as JSON.")] = None,
     file: Annotated[
@@ -240,35 +240,41 @@ def publish(
         ),
     ] = None,
     source: Annotated[
-        str, typer.Option(help="The event source the rules match.")
-    ] = "com.example.shop",
+        str | None,
+        typer.Option(help="The event source (default: the stack's first accepted source)."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="1-255 characters; republishing with the same key notifies once."),
+    ] = None,
 ) -> None:
-    """Put one domain event on the stack's bus."""
+    """Check one domain event against the event catalog, then put it on the stack's bus."""
+    from notifyctl.producer import PublishError, accepted_sources, checked_event, publish_event
+
     if (detail is None) == (file is None):
         raise fail("give exactly one of --detail and --file")
-    text = detail if detail is not None else file.read_text()  # type: ignore[union-attr]
+    try:
+        text = detail if detail is not None else file.read_text()  # type: ignore[union-attr]
+    except OSError as exc:
+        raise fail(f"cannot read --file {file}: {exc.strerror}") from exc
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
         raise fail(f"the detail is not JSON: {exc}") from exc
-    target = state.target()
-    bus = target.output("EventBusName")
-    response = target.client("events").put_events(
-        Entries=[
-            {
-                "Source": source,
-                "DetailType": event_type,
-                "Detail": json.dumps(body),
-                "EventBusName": bus,
-            }
-        ]
-    )
-    entry = response["Entries"][0]
-    if response.get("FailedEntryCount"):
+    try:
+        target = state.target()
+        sources = accepted_sources(target)
+        event = checked_event(event_type, body, source or sources[0], sources, idempotency_key)
+        result = publish_event(target, source or sources[0], event)
+    except PublishError as exc:
+        raise fail(str(exc)) from exc
+    if not result.ok:
         raise not_found(
-            f"EventBridge refused the event: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}"
+            f"EventBridge refused the event after {result.tries} tries: "
+            f"{result.error_code} {result.error_message}"
         )
-    console.print(f"published {event_type} {entry['EventId']} to {bus}", soft_wrap=True)
+    bus = target.output("EventBusName")
+    console.print(f"published {result.event_type} {result.event_id} to {bus}", soft_wrap=True)
 
 
 @app.command()
@@ -630,6 +636,44 @@ def events_dlq_purge(
     console.print(f"{purged} event(s) purged")
 
 
+# -- the event catalog ------------------------------------------------------------------------
+
+catalog_app = typer.Typer(
+    help="The event catalog: the domain event types producers may publish.", no_args_is_help=True
+)
+app.add_typer(catalog_app, name="events")
+
+
+@catalog_app.command("list")
+def events_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every event type with its version and what it sends."""
+    from rich.table import Table
+
+    from notifyctl.producer import catalog_rows
+
+    rows = catalog_rows()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{len(rows)} event type(s)", title_justify="left")
+    for column in ("Type", "Version", "Description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], str(row["version"]), row["description"])
+    console.print(table)
+
+
+@catalog_app.command("show")
+def events_show(event_type: str) -> None:
+    """One type as JSON: version, description, an example detail and its JSON Schema."""
+    from notifyctl.producer import PublishError, describe_type, dumps
+
+    try:
+        print(dumps(describe_type(event_type)))
+    except PublishError as exc:
+        raise fail(str(exc)) from exc
+
+
 # -- webhooks ---------------------------------------------------------------------------------
 
 webhooks_app = typer.Typer(
@@ -801,11 +845,19 @@ def preferences_set(
     unsuppress_email: Annotated[
         str | None, typer.Option(help="Mail an address again after a bounce or complaint.")
     ] = None,
+    channel_chain: Annotated[
+        list[str] | None,
+        typer.Option(help="CATEGORY=push,sms,email: the user's own fallback chain; repeat."),
+    ] = None,
 ) -> None:
     """Change a user's preferences (creating them if needed); prints the result."""
     from pydantic import ValidationError
 
-    from notifyctl.preference_changes import PreferenceChangeError, changes_for
+    from notifyctl.preference_changes import (
+        PreferenceChangeError,
+        changes_for,
+        channel_chain_changes,
+    )
 
     channels_allowed = choices.preference_channels()
     checked("--opt-out-channel", opt_out_channel or [], channels_allowed)
@@ -836,6 +888,7 @@ def preferences_set(
             timezone=timezone,
             unsuppress_email=unsuppress_email,
         )
+        changes.update(channel_chain_changes(current, channel_chain or []))
     except PreferenceChangeError as exc:
         raise fail(str(exc)) from exc
     if not changes:

@@ -62,6 +62,8 @@ class Dashboard:
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     suppressed_by_reason: dict[str, int] = field(default_factory=dict)
     rejected_events: int = 0
+    # Notifications sent as a channel fallback of another (records with ``fallback_of``).
+    fallbacks: int = 0
     queued: int = 0  # messages waiting (visible) in the channel queues
     # Sums of the Notifications metrics over the window, per metric and channel, from CloudWatch.
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -169,6 +171,7 @@ def compute(
             ).most_common()
         ),
         rejected_events=len(rejected_events) if rejected_total is None else rejected_total,
+        fallbacks=sum(1 for r in kept if r.get("fallback_of")),
         queued=queued,
         recent_failures=failures,
     )
@@ -219,6 +222,7 @@ def render(dashboard: Dashboard, console: Console) -> None:
         ("Queued:", f"{dashboard.queued:,}"),
         ("Suppressed:", f"{dashboard.suppressed:,}"),
         ("Rejected events:", f"{dashboard.rejected_events:,}"),
+        ("Fallbacks:", f"{dashboard.fallbacks:,}"),
     ):
         summary.add_row(label, value)
     parts: list[Any] = [summary]

@@ -112,3 +112,28 @@ def changes_for(
             )
         changes["suppressed_emails"] = suppressed - {unsuppress_email}
     return changes
+
+
+def channel_chain_changes(current: Preferences | None, specs: list[str]) -> dict[str, Any]:
+    """``--channel-chain payment=push,sms,email`` (repeatable): the user's own fallback chain
+    for a category (docs/producers.md#channel-fallback-chains); ``payment=`` removes it."""
+    if not specs:
+        return {}
+    chains = dict(current.channel_chains) if current else {}
+    for spec in specs:
+        category, sep, names = spec.partition("=")
+        if not sep or not category.strip():
+            raise PreferenceChangeError(
+                f"--channel-chain takes CATEGORY=CHANNEL,CHANNEL..., not {spec!r}"
+            )
+        listed = [n.strip() for n in names.split(",") if n.strip()]
+        chain = tuple(_channels([n]).pop() for n in listed)
+        if Channel.WEBHOOK in chain or len(set(chain)) != len(chain):
+            raise PreferenceChangeError(
+                f"--channel-chain {spec!r}: each of email, sms, push at most once, no webhook"
+            )
+        if chain:
+            chains[category.strip()] = chain
+        else:
+            chains.pop(category.strip(), None)
+    return {"channel_chains": chains}

@@ -37,6 +37,7 @@ SAMCONFIG = ROOT / "samconfig.toml"
 
 CHANNEL_QUEUES = {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"}
 DOMAIN_EVENT_TYPES = {"UserRegistered", "OrderPlaced", "PaymentReceived"}
+CATCH_ALL_RULES = {"UnroutedEventTypeRule", "UnknownSourceRule"}
 
 # Translated with the template's defaults, and with a non-default MaxAttempts.
 PARAMETER_SETS = {
@@ -319,7 +320,8 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
     # Given the EventBridge rules with patterns: the domain rules on the stage's bus, and the
     # SES feedback rule on the default bus (the only bus SES publishes to)
     rules = case.event_rules()
-    domain = {k: r for k, r in rules.items() if "EventBusName" in r["Properties"]}
+    on_bus = {k: r for k, r in rules.items() if "EventBusName" in r["Properties"]}
+    domain = {k: r for k, r in on_bus.items() if k not in CATCH_ALL_RULES}
     detail_types = {
         detail_type
         for rule in domain.values()
@@ -328,7 +330,16 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
     # Then there is one rule per domain event type, on the custom bus, to the fan-out's buffer
     assert detail_types == DOMAIN_EVENT_TYPES
     assert len(domain) == len(DOMAIN_EVENT_TYPES)
-    for rule in domain.values():
+    # And the catch-all rules send the bus's other events there too: the accepted sources'
+    # other types (anything but the routed ones), and every other source
+    unrouted = on_bus["UnroutedEventTypeRule"]["Properties"]["EventPattern"]
+    assert set(unrouted["detail-type"][0]["anything-but"]) == DOMAIN_EVENT_TYPES
+    assert unrouted["source"] == {"Fn::Split": [",", {"Ref": "EventSource"}]}
+    unknown_source = on_bus["UnknownSourceRule"]["Properties"]["EventPattern"]
+    assert unknown_source == {
+        "source": [{"anything-but": {"Fn::Split": [",", {"Ref": "EventSource"}]}}]
+    }
+    for rule in on_bus.values():
         assert rule["Properties"]["EventBusName"] == {"Fn::GetAtt": ["EventBus", "Name"]}
         assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [
             {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
@@ -338,7 +349,7 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
             not {"Input", "InputPath", "InputTransformer"} & set(target)
             for target in rule["Properties"]["Targets"]
         )
-    (feedback,) = [r for k, r in rules.items() if k not in domain]
+    (feedback,) = [r for k, r in rules.items() if k not in on_bus]
     assert feedback["Properties"]["EventPattern"]["source"] == ["aws.ses"]
     # And every target retries and parks what it cannot deliver in EventsDLQ
     for logical_id, rule in rules.items():
@@ -414,7 +425,7 @@ def test_fan_out_queue_accepts_events_from_exactly_the_domain_rules(case: Transl
         if p["Properties"]["Queues"] == [{"Ref": "FanOutQueue"}]
     ]
     (statement,) = policy["PolicyDocument"]["Statement"]
-    # Then only EventBridge may send, on behalf of the three domain rules and no other
+    # Then only EventBridge may send, on behalf of the domain and catch-all rules and no other
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert actions_of(statement) == ["sqs:SendMessage"]
     assert statement["Resource"] == {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
@@ -425,7 +436,7 @@ def test_fan_out_queue_accepts_events_from_exactly_the_domain_rules(case: Transl
         if "EventBusName" in rule["Properties"]
     }
     assert {source["Fn::GetAtt"][0] for source in sources} == domain
-    assert len(domain) == len(DOMAIN_EVENT_TYPES)
+    assert len(domain) == len(DOMAIN_EVENT_TYPES) + len(CATCH_ALL_RULES)
 
 
 def test_no_iam_statement_allows_every_action(case: Translated) -> None:
@@ -561,10 +572,11 @@ def test_stack_deploys_into_moto_with_readable_outputs(
     }
     assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
 
-    # And the three rules route to the fan-out's buffer queue on the stage's bus
+    # And the three domain rules and the two catch-all rules route to the fan-out's buffer
+    # queue on the stage's bus
     events = boto3.client("events")
     rules = events.list_rules(EventBusName=outputs["EventBusName"])["Rules"]
-    assert len(rules) == 3
+    assert len(rules) == 5
     for rule in rules:
         targets = events.list_targets_by_rule(
             Rule=rule["Name"], EventBusName=outputs["EventBusName"]

@@ -102,7 +102,17 @@ EXPECTED_REACH = {
         "lambda:event-source-mapping:*",
         *SENDER_MAPPINGS,
     },
-    "DlqAlarmFunctionRole": {"NotificationsDLQ", "AlertsTopic", "AlertsKey", "LedgerTable"},
+    # (channel fallback: the user's chain from preferences, the successor onto a channel queue)
+    "DlqAlarmFunctionRole": {
+        "NotificationsDLQ",
+        "AlertsTopic",
+        "AlertsKey",
+        "LedgerTable",
+        "PreferencesTable",
+        "EmailQueue",
+        "SmsQueue",
+        "PushQueue",
+    },
     "DeliveryFeedbackFunctionRole": {"LedgerTable", "PreferencesTable", "EventsDLQ"},
     "DeferralSchedulerRole": {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"},
     # The preference center: its users' items, one audit item per change, the link keys.

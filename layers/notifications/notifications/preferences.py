@@ -46,6 +46,9 @@ class Preferences(BaseModel):
     # One category on one channel ("order:email"): the preference center's grid and one-click.
     opted_out_pairs: frozenset[str] = frozenset()
     last_change: ChangeStamp | None = None
+    # Per category, the user's own channel order: the category reaches them on the first
+    # channel of it they can be reached on, then falls back along it (notifications.fallback).
+    channel_chains: dict[str, tuple[Channel, ...]] = Field(default_factory=dict)
 
     def contact(self, channel: Channel) -> tuple[str, ...]:
         """The user's contact points on a channel (webhooks are per subscription, not per user)."""

@@ -74,6 +74,14 @@ class FanOutSettings(BaseSettings, QueueSettings):
     events_dlq_url: str
     preferences_table: str
     webhook_subscriptions_table: str
+    # The template's EventSource (comma separated): an event from another source is rejected
+    # as unknown_source. Unset accepts any source (a bare `sam local invoke`).
+    event_sources: str | None = None
+
+    def sources(self) -> frozenset[str] | None:
+        if self.event_sources is None:
+            return None
+        return frozenset(s.strip() for s in self.event_sources.split(",") if s.strip())
 
 
 class SenderSettings(BaseSettings, QueueSettings):
@@ -131,6 +139,22 @@ class BreakerCheckSettings(BaseSettings, QueueSettings):
 
 class AlarmSettings(BaseSettings):
     alerts_topic_arn: str
+    # Channel fallback (notifications.fallback): the queues a successor goes to and the
+    # preferences it reads. Without them dead letters get no fallback.
+    preferences_table: str | None = None
+    queue_url_email: str | None = None
+    queue_url_sms: str | None = None
+    queue_url_push: str | None = None
+
+    def fallback_queue_urls(self) -> dict[Channel, str] | None:
+        urls = {
+            Channel.EMAIL: self.queue_url_email,
+            Channel.SMS: self.queue_url_sms,
+            Channel.PUSH: self.queue_url_push,
+        }
+        if any(url is None for url in urls.values()):
+            return None
+        return {channel: url for channel, url in urls.items() if url is not None}
 
 
 class FeedbackSettings(BaseSettings):
