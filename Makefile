@@ -25,7 +25,7 @@ ENV ?= default
 EVENTS ?= 200
 FAILURE_RATE ?= 0.3
 
-.PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench clean
+.PHONY: help venv demo test lint typecheck validate unit build deploy invoke serve bench soak clean browser screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,7 +68,21 @@ validate: $(STAMP) ## cfn-lint (with serverless rules) and sam validate --lint o
 unit: $(STAMP) ## unit tests only (no moto)
 	$(BIN)/python -m pytest tests/unit -q
 
-test: lint typecheck validate ## lint, type checks, template validation and the whole pytest suite
+# The browser tests (tests/browser) drive Debian's chromium with Playwright (no browser
+# download: Playwright launches the system one). As root with apt, a missing chromium is
+# installed; anywhere else the tests skip with a loud message (CHROMIUM=/path picks another).
+browser: ## install Debian's chromium for the browser tests when root and missing
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$CHROMIUM" ]; then \
+	  true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (apt-get) for tests/browser"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "!!! apt-get could not install chromium: tests/browser will be SKIPPED"; \
+	else \
+	  echo "!!! no chromium and not root: tests/browser will be SKIPPED (install chromium or set CHROMIUM)"; \
+	fi
+
+test: lint typecheck validate browser ## lint, type checks, template validation and the whole pytest suite
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 build: $(STAMP) ## sam build (needs a working python3.13 on PATH)
@@ -83,8 +97,29 @@ invoke: build ## sam local invoke FN with EVENT (needs Docker)
 serve: $(STAMP) ## the local stack on moto server at 127.0.0.1 until Ctrl-C
 	$(BIN)/notifyctl local serve
 
+screenshots: $(STAMP) browser ## regenerate docs/images/preference-center.png with the browser test
+	mkdir -p docs/images
+	PREFERENCE_SCREENSHOT=docs/images/preference-center.png $(BIN)/python -m pytest -q -n 0 tests/browser
+
 bench: $(STAMP) ## benchmarks: print figures, never fail on timing
 	$(BIN)/python bench/run.py
 
+# Property tests (Hypothesis) with a fresh seed and SOAK_EXAMPLES_FACTOR (10) times the examples;
+# make test runs them derandomized (tests/properties.py). Not in CI. The seed is printed first
+# and again on a failure: make soak SOAK_SEED=<seed> replays the same examples.
+PROPERTY_TESTS := tests/reliability/test_randomized_schedules.py tests/reliability/test_bad_input.py tests/unit/test_email_mime.py
+ifndef SOAK_SEED
+SOAK_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
+SOAK_EXAMPLES_FACTOR ?= 10
+
+soak: $(STAMP) ## long runs kept out of make test: property tests with a fresh seed and 10x examples (prints the seed), the 2,000-notification contention burst
+	@echo "soak: Hypothesis seed $(SOAK_SEED), $(SOAK_EXAMPLES_FACTOR)x examples"
+	@HYPOTHESIS_PROFILE=soak SOAK_EXAMPLES_FACTOR=$(SOAK_EXAMPLES_FACTOR) \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider --hypothesis-seed=$(SOAK_SEED) $(PROPERTY_TESTS) \
+	  || { echo "soak FAILED with Hypothesis seed $(SOAK_SEED); replay: make soak SOAK_SEED=$(SOAK_SEED)"; exit 1; }
+	@echo "soak passed with Hypothesis seed $(SOAK_SEED)"
+	CONTENTION_BURST=2000 $(BIN)/python -m pytest -q -n 0 tests/concurrency/test_contention.py -k burst
+
 clean: ## remove the virtualenv and build output
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache build/test-artifacts

@@ -51,6 +51,9 @@ warnings.filterwarnings("ignore", message="Tried to parse AWS::", category=UserW
 warnings.filterwarnings("ignore", message="No application metrics", category=UserWarning)
 
 SOURCE = "com.example.shop"
+# The sender's FAILURE_SEED in every benchmark stack: which sends the injected faults hit is
+# then the same from run to run, so the failure-rate rows compare (docs/performance.md).
+FAILURE_SEED = 20261201
 MEMORY_MB = 256  # Globals.Function.MemorySize in template.yaml
 
 # -- who made a request ---------------------------------------------------------------------------
@@ -282,7 +285,8 @@ def local_stack(
     parameters: dict[str, str] | None = None,
 ) -> Iterator[Scenario]:
     """template.yaml deployed into a fresh moto with the demo's users (inside ``mock_aws``);
-    ``parameters`` override template parameters (e.g. ``BatchAdmission=false``)."""
+    ``parameters`` override template parameters (e.g. ``BatchAdmission=false``). The sender's
+    injected faults are seeded with ``FAILURE_SEED``."""
     from moto import mock_aws
 
     from notifications.adapters.aws import reset_clients
@@ -300,6 +304,7 @@ def local_stack(
     }
     with mock_aws(), WebhookReceiver().running() as receiver:
         stack = deploy(TEMPLATE, parameters, stack_name="notifications-bench", clock=clock)
+        stack.function("SenderFunction").environment["FAILURE_SEED"] = str(FAILURE_SEED)
         prepare(stack)
         population = seed_users(stack, receiver, rng, users)
         yield Scenario(stack, population, rng, receiver)

@@ -104,7 +104,7 @@ def measure(
             common.quiet_stdout(),
             common.moto_time(profiler) as moto,
         ):
-            contexts = [LambdaContext(function.spec, str(uuid.uuid4()), clock) for _ in events]
+            contexts = [LambdaContext(function.spec, str(uuid.uuid4())) for _ in events]
             if profiler is not None:
                 profiler.enable()
             wall0, cpu0 = time.perf_counter(), time.process_time()

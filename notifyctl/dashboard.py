@@ -16,6 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from notifications.registry import CHANNELS as CHANNEL_SPECS
+from notifyctl import choices
 
 SETTLED = {"SENT", "DEAD_LETTERED"}
 # A notification has a ledger record from its first claim or deferral on; before that it waits
@@ -28,10 +29,10 @@ RECENT_EVENTS = 3
 @dataclass(frozen=True)
 class ChannelFigures:
     channel: str
-    total: int
-    sent: int
-    failed: int
-    success_rate: float | None
+    settled: int  # delivered + dead_lettered
+    delivered: int
+    dead_lettered: int
+    success_rate: float | None  # delivered / settled
     latency_ms: dict[str, float | None]
 
 
@@ -47,19 +48,23 @@ class Failure:
 
 @dataclass
 class Dashboard:
-    total: int
-    sent: int
-    failed: int
+    """The figures; the terminal labels are these names (docs/operations.md defines each)."""
+
+    delivered: int  # SENT: the provider accepted it
+    dead_lettered: int  # DEAD_LETTERED: given up on, in the dead-letter store
+    settled: int  # delivered + dead_lettered: notifications with a final outcome
+    success_rate: float | None  # delivered / settled
     in_dlq: int
     awaiting_alarm: int
+    avg_retries: float | None  # mean of (attempts - 1) over the settled notifications
     in_flight: int
     suppressed: int
-    success_rate: float | None
-    avg_retries: float | None
     by_channel: list[ChannelFigures] = field(default_factory=list)
     dead_letters_by_reason: dict[str, int] = field(default_factory=dict)
     suppressed_by_reason: dict[str, int] = field(default_factory=dict)
     rejected_events: int = 0
+    # Notifications sent as a channel fallback of another (records with ``fallback_of``).
+    fallbacks: int = 0
     queued: int = 0  # messages waiting (visible) in the channel queues
     # Sums of the Notifications metrics over the window, per metric and channel, from CloudWatch.
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -96,7 +101,8 @@ def compute(
     kept = [r for r in records if cutoff is None or str(r.get("updated_at", "")) >= cutoff]
     status = Counter(str(r.get("status")) for r in kept)
     settled = [r for r in kept if r.get("status") in SETTLED]
-    retries = [max(int(r.get("attempts", 0)) - 1, 0) for r in settled if r.get("attempts")]
+    # Every settled notification counts, also one that failed before any provider call.
+    retries = [max(int(r.get("attempts") or 0) - 1, 0) for r in settled]
 
     per_channel: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for record in settled:
@@ -109,9 +115,9 @@ def compute(
         by_channel.append(
             ChannelFigures(
                 channel=channel,
-                total=len(rows),
-                sent=len(sent),
-                failed=len(rows) - len(sent),
+                settled=len(rows),
+                delivered=len(sent),
+                dead_lettered=len(rows) - len(sent),
                 success_rate=_ratio(len(sent), len(rows)),
                 latency_ms={f"p{p}": percentile(latencies, p) for p in (50, 95, 99)},
             )
@@ -145,9 +151,9 @@ def compute(
     event_failures.sort(key=lambda f: f.at, reverse=True)
     failures = notification_failures[:RECENT] + event_failures[:RECENT_EVENTS]
     return Dashboard(
-        total=len(settled),
-        sent=status["SENT"],
-        failed=status["DEAD_LETTERED"],
+        delivered=status["SENT"],
+        dead_lettered=status["DEAD_LETTERED"],
+        settled=len(settled),
         in_dlq=status["DEAD_LETTERED"] + awaiting_alarm,
         awaiting_alarm=awaiting_alarm,
         in_flight=sum(status[s] for s in IN_FLIGHT),
@@ -166,6 +172,7 @@ def compute(
             ).most_common()
         ),
         rejected_events=len(rejected_events) if rejected_total is None else rejected_total,
+        fallbacks=sum(1 for r in kept if r.get("fallback_of")),
         queued=queued,
         recent_failures=failures,
     )
@@ -176,67 +183,94 @@ def _pct(value: float | None) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} ms"
+    return "-" if value is None else f"{value:.0f}"
+
+
+# What each CloudWatch count metric counts, shown next to its name (docs/operations.md).
+METRIC_UNITS = {
+    "Sent": "notifications",
+    "Failed": "attempts",
+    "Retried": "retries",
+    "DeadLettered": "notifications",
+    "Deferred": "deferrals",
+    "Suppressed": "notifications",
+    "CircuitOpened": "openings",
+}
+
+
+def _counts_table(title: str, counts: Mapping[str, int]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("Reason")
+    table.add_column("Count", justify="right")
+    for reason, count in counts.items():
+        table.add_row(reason, f"{count:,}")
+    return table
 
 
 def render(dashboard: Dashboard, console: Console) -> None:
+    """The dashboard in the terminal; a table with nothing to show is left out."""
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column(justify="right")
     for label, value in (
-        ("Total Sent:", f"{dashboard.total:,}"),
-        ("Success Rate:", _pct(dashboard.success_rate)),
-        ("Failed:", f"{dashboard.failed:,}"),
+        ("Delivered:", f"{dashboard.delivered:,}"),
+        ("Dead-lettered:", f"{dashboard.dead_lettered:,}"),
+        ("Settled:", f"{dashboard.settled:,}"),
+        ("Success rate:", _pct(dashboard.success_rate)),
         ("In DLQ:", f"{dashboard.in_dlq:,}"),
-        ("Avg Retry:", "-" if dashboard.avg_retries is None else f"{dashboard.avg_retries:.2f}"),
+        ("Avg retries:", "-" if dashboard.avg_retries is None else f"{dashboard.avg_retries:.2f}"),
         ("In flight:", f"{dashboard.in_flight:,}"),
         ("Queued:", f"{dashboard.queued:,}"),
         ("Suppressed:", f"{dashboard.suppressed:,}"),
         ("Rejected events:", f"{dashboard.rejected_events:,}"),
+        ("Fallbacks:", f"{dashboard.fallbacks:,}"),
     ):
         summary.add_row(label, value)
+    parts: list[Any] = [summary]
 
-    channels = Table(title="By Channel", title_justify="left", expand=False)
-    for column in ("Channel", "Count", "Success", "p50", "p95", "p99"):
-        channels.add_column(column, justify="left" if column == "Channel" else "right")
-    for row in dashboard.by_channel:
-        channels.add_row(
-            row.channel.capitalize(),
-            f"{row.total:,}",
-            _pct(row.success_rate),
-            *(_ms(row.latency_ms[p]) for p in ("p50", "p95", "p99")),
-        )
-
-    reasons = Table(title="Dead Letters by Reason", title_justify="left")
-    reasons.add_column("Reason")
-    reasons.add_column("Count", justify="right")
-    for reason, count in dashboard.dead_letters_by_reason.items():
-        reasons.add_row(reason, f"{count:,}")
-
-    recent = Table(title="Recent Failures", title_justify="left")
-    for column in ("#", "Reason", "Recipient / event", "Channel", "Id"):
-        recent.add_column(column)
-    for index, failure in enumerate(dashboard.recent_failures, start=1):
-        recent.add_row(
-            str(index),
-            failure.reason,
-            failure.subject,
-            failure.channel or ("event" if failure.kind == "event" else "-"),
-            failure.ident,
-        )
-    metrics = Table(title="From CloudWatch metrics", title_justify="left")
-    metrics.add_column("Metric")
-    for channel in CHANNELS:
-        metrics.add_column(channel.capitalize(), justify="right")
-    for name, per_channel in dashboard.metrics.items():
-        metrics.add_row(name, *(f"{per_channel.get(c, 0):,.0f}" for c in CHANNELS))
+    if dashboard.by_channel:
+        channels = Table(title="By Channel", title_justify="left", expand=False)
+        latency = ("p50 ms", "p95 ms", "p99 ms")
+        for column in ("Channel", "Settled", "Delivered", "Success", *latency):
+            channels.add_column(column, justify="left" if column == "Channel" else "right")
+        for row in dashboard.by_channel:
+            channels.add_row(
+                row.channel.capitalize(),
+                f"{row.settled:,}",
+                f"{row.delivered:,}",
+                _pct(row.success_rate),
+                *(_ms(row.latency_ms[p]) for p in ("p50", "p95", "p99")),
+            )
+        parts += ["", channels]
+    if dashboard.dead_letters_by_reason:
+        parts += ["", _counts_table("Dead-lettered by Reason", dashboard.dead_letters_by_reason)]
+    if dashboard.suppressed_by_reason:
+        parts += ["", _counts_table("Suppressed by Reason", dashboard.suppressed_by_reason)]
+    if dashboard.recent_failures:
+        recent = Table(title="Recent Failures", title_justify="left")
+        for column in ("#", "Reason", "Recipient / event", "Channel"):
+            recent.add_column(column, overflow="fold")  # wraps; the id column stays whole
+        recent.add_column("Id", no_wrap=True)
+        for index, failure in enumerate(dashboard.recent_failures, start=1):
+            recent.add_row(
+                str(index),
+                failure.reason,
+                failure.subject,
+                failure.channel or ("event" if failure.kind == "event" else "-"),
+                failure.ident,
+            )
+        parts += ["", recent]
+    if dashboard.metrics:
+        metrics = Table(title="From CloudWatch metrics (sums)", title_justify="left")
+        metrics.add_column("Metric (counts)")
+        for channel in CHANNELS:
+            metrics.add_column(channel.capitalize(), justify="right")
+        for name, per_channel in dashboard.metrics.items():
+            label = f"{name} ({METRIC_UNITS.get(name, 'count')})"
+            metrics.add_row(label, *(f"{per_channel.get(c, 0):,.0f}" for c in CHANNELS))
+        parts += ["", metrics]
     console.print(
-        Panel(
-            Group(summary, "", channels, "", reasons, "", recent, "", metrics),
-            title="Notification Dashboard",
-            title_align="left",
-            expand=False,
-        )
+        Panel(Group(*parts), title="Notification Dashboard", title_align="left", expand=False)
     )
 
 
@@ -269,7 +303,7 @@ def collect(target: Any, since: datetime | None = None) -> Dashboard:
 
 
 METRIC_WINDOW = timedelta(days=1)  # without --since, CloudWatch totals cover the last day
-CHANNELS = tuple(spec.label for spec in CHANNEL_SPECS.values())
+CHANNELS = tuple(choices.channels())
 CHANNEL_QUEUES = tuple(spec.queue_id for spec in CHANNEL_SPECS.values())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ from notifications.preferences import Preferences
 from notifyctl.dashboard import Dashboard, collect
 from notifyctl.local.application import prepare
 from notifyctl.local.clock import Clock
-from notifyctl.local.stack import LocalStack, deploy
+from notifyctl.local.stack import Isolation, LocalStack, deploy
 from notifyctl.target import LOCAL_STACK_NAME, StackTarget
 from notifyctl.webhook_receiver import WebhookReceiver
 
 SOURCE = "com.example.shop"
+PROGRESS_INTERVAL = 0.25  # seconds between queue-depth reads for the progress bar
 PUT_EVENTS_BATCH = 10  # PutEvents takes at most ten entries
 ALICE = "user-123"
 
@@ -44,6 +46,8 @@ class DemoResult:
     provider_deliveries: dict[str, int]
     webhook_rejected: int
     seconds: float
+    # Alice's signed preference-center link, as `notifyctl preferences link` prints it.
+    preference_link: str | None = None
 
 
 def seed_users(
@@ -200,6 +204,27 @@ def provider_deliveries(stack: LocalStack, receiver: WebhookReceiver) -> dict[st
     }
 
 
+def delivery_progress(
+    stack: LocalStack, on_progress: Callable[[str, int, int | None], None]
+) -> Callable[[int], None]:
+    """``on_round`` for the drain: messages handled so far, out of those handled plus those
+    still in the queues (read every ``PROGRESS_INTERVAL``, and on a round that handled
+    nothing), so the bar fills only as the queues empty, and is full when they are."""
+    total, read_at, last_done = 0, 0.0, -1
+
+    def on_round(done: int) -> None:
+        nonlocal total, read_at, last_done
+        now = time.monotonic()
+        if now - read_at >= PROGRESS_INTERVAL or done == last_done:
+            depths = stack.queue_depths()
+            total = done + sum(d.visible + d.in_flight + d.delayed for d in depths)
+            read_at = now
+        total, last_done = max(total, done), done
+        on_progress("delivering", done, total)
+
+    return on_round
+
+
 def run_demo(
     template: Path,
     events: int,
@@ -209,6 +234,7 @@ def run_demo(
     users: int = 40,
     max_attempts: int | None = None,
     on_progress: Callable[[str, int, int | None], None] | None = None,
+    isolation: Isolation = "in-process",
 ) -> DemoResult:
     """Runs inside an active moto (``mock_aws``); returns the figures the dashboard shows."""
     rng = random.Random(seed)
@@ -218,7 +244,10 @@ def run_demo(
     if max_attempts is not None:
         parameters["MaxAttempts"] = str(max_attempts)
     with WebhookReceiver().running() as receiver:
-        stack = deploy(template, parameters, stack_name=LOCAL_STACK_NAME, clock=clock)
+        # Worker processes (isolation="process") stop when this process exits.
+        stack = deploy(
+            template, parameters, stack_name=LOCAL_STACK_NAME, clock=clock, isolation=isolation
+        )
         prepare(stack)
         population = seed_users(stack, receiver, rng, users)
         now = datetime.fromtimestamp(clock.now(), UTC)
@@ -245,14 +274,18 @@ def run_demo(
         published = len(batch) + 1
         stack.drain(
             max_rounds=1_000_000,
-            on_round=(lambda done: on_progress("delivering", done, None)) if on_progress else None,
+            on_round=delivery_progress(stack, on_progress) if on_progress else None,
         )
         deliveries = provider_deliveries(stack, receiver)
-        dashboard = collect(StackTarget(stack.stack_name, region=stack.clients.region))
+        target = StackTarget(stack.stack_name, region=stack.clients.region)
+        dashboard = collect(target)
+        from notifyctl.preference_center_links import link, links_for
+
         return DemoResult(
             dashboard=dashboard,
             published=published,
             provider_deliveries=deliveries,
             webhook_rejected=receiver.rejected,
             seconds=clock.now() - started,
+            preference_link=link(links_for(target), ALICE, "order", unsubscribe=False),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,8 @@ from notifications.errors import RetryableError
 from notifications.models import NotificationRequested, NotificationStatus
 from notifications.registry import CHANNELS
 from notifyctl.dead_letter_queues import describe_events_dlq_message, fan_out_max_receives
+from notifyctl.errors import OperationError
+from notifyctl.ids import resolve_all
 from notifyctl.target import StackTarget
 
 QUEUE_OUTPUTS = {channel: spec.queue_url_output for channel, spec in CHANNELS.items()}
@@ -129,12 +131,27 @@ class EventsDeadLetters:
         self._release(messages)
         return [self._describe(m) for m in messages]
 
-    def replay(self, message_ids: set[str] | None = None) -> list[dict[str, Any]]:
+    def _chosen(
+        self, messages: list[dict[str, Any]], message_ids: Iterable[str] | None
+    ) -> set[str] | None:
+        """The message ids (or unique 8+ character prefixes) given, resolved against the
+        messages received; an unknown one releases them all and raises ``OperationError``."""
+        if message_ids is None:
+            return None
+        try:
+            known = (str(m["MessageId"]) for m in messages)
+            return set(resolve_all(message_ids, known, "EventsDLQ message"))
+        except OperationError:
+            self._release(messages)
+            raise
+
+    def replay(self, message_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Put the chosen events (all when ``message_ids`` is None) back on the bus as they
         were, and delete them from EventsDLQ once EventBridge accepted them."""
         bus = self.target.output("EventBusName")
         events = self.target.client("events")
         messages = self._receive_all()
+        message_ids = self._chosen(messages, message_ids)
         results, keep = [], []
         for message in messages:
             entry = self._describe(message)
@@ -165,10 +182,11 @@ class EventsDeadLetters:
         self._release(keep)
         return results
 
-    def purge(self, message_ids: set[str] | None = None) -> int:
+    def purge(self, message_ids: Iterable[str] | None = None) -> int:
         """Delete the chosen events, each leaving an audit record in the ledger."""
         ledger = DynamoLedger(self.target.output("LedgerTableName"))
         messages = self._receive_all()
+        message_ids = self._chosen(messages, message_ids)
         purged, keep = 0, []
         for message in messages:
             if message_ids is None or message["MessageId"] in message_ids:

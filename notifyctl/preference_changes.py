@@ -53,10 +53,14 @@ def changes_for(
     opt_out_categories: list[str],
     opt_in_categories: list[str],
     quiet_hours: str | None,
-    timezone: str,
+    timezone: str | None,
     unsuppress_email: str | None,
 ) -> dict[str, Any]:
-    """Field -> new value; addresses and numbers are checked as the sender would check them."""
+    """Field -> new value; addresses and numbers are checked as the sender would check them.
+
+    Quiet hours are in ``timezone``, else in the zone of the user's current quiet hours, else
+    UTC. ``timezone`` alone moves the current quiet hours to that zone; with none to move it
+    is an error, not a silent no-op. So is unsuppressing an address that is not suppressed."""
     changes: dict[str, Any] = {}
     try:
         if email is not None:
@@ -82,9 +86,54 @@ def changes_for(
         changes["opted_out_categories"] = (existing_categories | set(opt_out_categories)) - set(
             opt_in_categories
         )
+    existing_hours = current.quiet_hours if current else None
     if quiet_hours is not None:
-        changes["quiet_hours"] = parse_quiet_hours(quiet_hours, timezone)
+        zone = timezone or (existing_hours.timezone if existing_hours else "UTC")
+        changes["quiet_hours"] = parse_quiet_hours(quiet_hours, zone)
+    elif timezone is not None:
+        if existing_hours is None:
+            raise PreferenceChangeError(
+                f"--timezone {timezone!r} sets the zone of quiet hours, and this user has none:"
+                " give --quiet-hours HH:MM-HH:MM too"
+            )
+        try:
+            changes["quiet_hours"] = QuietHours(
+                start=existing_hours.start, end=existing_hours.end, timezone=timezone
+            )
+        except ValueError:
+            raise PreferenceChangeError(
+                f"--timezone {timezone!r} is not an IANA time zone"
+            ) from None
     if unsuppress_email is not None:
         suppressed = set(current.suppressed_emails) if current else set()
+        if unsuppress_email not in suppressed:
+            raise PreferenceChangeError(
+                f"--unsuppress-email {unsuppress_email!r} is not suppressed for this user"
+            )
         changes["suppressed_emails"] = suppressed - {unsuppress_email}
     return changes
+
+
+def channel_chain_changes(current: Preferences | None, specs: list[str]) -> dict[str, Any]:
+    """``--channel-chain payment=push,sms,email`` (repeatable): the user's own fallback chain
+    for a category (docs/producers.md#channel-fallback-chains); ``payment=`` removes it."""
+    if not specs:
+        return {}
+    chains = dict(current.channel_chains) if current else {}
+    for spec in specs:
+        category, sep, names = spec.partition("=")
+        if not sep or not category.strip():
+            raise PreferenceChangeError(
+                f"--channel-chain takes CATEGORY=CHANNEL,CHANNEL..., not {spec!r}"
+            )
+        listed = [n.strip() for n in names.split(",") if n.strip()]
+        chain = tuple(_channels([n]).pop() for n in listed)
+        if Channel.WEBHOOK in chain or len(set(chain)) != len(chain):
+            raise PreferenceChangeError(
+                f"--channel-chain {spec!r}: each of email, sms, push at most once, no webhook"
+            )
+        if chain:
+            chains[category.strip()] = chain
+        else:
+            chains.pop(category.strip(), None)
+    return {"channel_chains": chains}

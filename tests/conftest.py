@@ -38,8 +38,11 @@ from moto import mock_aws  # noqa: E402
 from notifications.adapters.aws import reset_clients  # noqa: E402
 from notifyctl.local.clock import ControlledClock  # noqa: E402
 from notifyctl.local.stack import LocalStack, deploy  # noqa: E402
+from tests.properties import load_profile  # noqa: E402
 
 TEMPLATE = ROOT / "template.yaml"
+# Hypothesis: derandomized examples in make test, fresh seeds in make soak (tests/properties.py)
+load_profile()
 START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 

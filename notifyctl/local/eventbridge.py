@@ -24,6 +24,8 @@ class Tap:
     queue_url: str
     queue_arn: str
     static_input: str | None = None
+    rule_arn: str = ""
+    dead_letter_arn: str | None = None
 
 
 def tap_queue_name(stack_name: str, rule_name: str, target_id: str) -> str:
@@ -55,8 +57,10 @@ def install_taps(
 ) -> list[Tap]:
     """Point every rule target that invokes one of `function_names` at a new tap queue.
 
-    The rule, its pattern and the target's Id/Input/InputPath/InputTransformer stay as they are;
-    moto matches the pattern and delivers the (transformed) event to the queue.
+    The rule, its pattern and the target's Id/Input/InputPath/InputTransformer/RetryPolicy/
+    DeadLetterConfig stay as they are; moto matches the pattern and delivers the (transformed)
+    event to the queue, and the tap poller applies RetryPolicy and DeadLetterConfig when the
+    delivery to the function fails.
     `function_names` are the physical names of the functions the runtime runs.
     """
     taps: list[Tap] = []
@@ -74,7 +78,7 @@ def install_taps(
                 function_name = _function_name_from_arn(target["Arn"])
                 if function_name is None or function_name not in function_names:
                     continue
-                taps.append(_tap(clients, stack_name, bus_name, rule_name, target, function_name))
+                taps.append(_tap(clients, stack_name, bus_name, rule, target, function_name))
     return taps
 
 
@@ -82,10 +86,11 @@ def _tap(
     clients: AwsClients,
     stack_name: str,
     bus_name: str,
-    rule_name: str,
+    rule: dict[str, Any],
     target: dict[str, Any],
     function_name: str,
 ) -> Tap:
+    rule_name = rule["Name"]
     name = tap_queue_name(stack_name, rule_name, target["Id"])
     queue_url = clients.sqs.create_queue(QueueName=name)["QueueUrl"]
     queue_arn = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
@@ -94,7 +99,8 @@ def _tap(
     replacement = {
         key: value
         for key, value in target.items()
-        if key in ("Id", "Input", "InputPath", "InputTransformer")
+        if key
+        in ("Id", "Input", "InputPath", "InputTransformer", "RetryPolicy", "DeadLetterConfig")
     }
     replacement["Arn"] = queue_arn
     clients.events.put_targets(
@@ -103,5 +109,13 @@ def _tap(
         Targets=[replacement],  # type: ignore[list-item]
     )
     return Tap(
-        bus_name, rule_name, target["Id"], function_name, queue_url, queue_arn, target.get("Input")
+        bus_name,
+        rule_name,
+        target["Id"],
+        function_name,
+        queue_url,
+        queue_arn,
+        target.get("Input"),
+        rule_arn=rule.get("Arn", ""),
+        dead_letter_arn=(target.get("DeadLetterConfig") or {}).get("Arn"),
     )

@@ -6,6 +6,7 @@ import importlib.util
 import io
 import os
 import sys
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -13,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from notifyctl.local.clock import Clock
 from notifyctl.local.emf import ParsedOutput, parse_output
 
 # Host variables a function keeps: how to reach (moto's) AWS, and what Python needs to run.
@@ -77,9 +77,13 @@ class Invocation:
 
 
 class LambdaContext:
-    """The context object handed to a handler; remaining time follows the runtime's clock."""
+    """The context object handed to a handler.
 
-    def __init__(self, spec: FunctionSpec, request_id: str, clock: Clock) -> None:
+    Remaining time counts down on the monotonic clock (real elapsed time), which a
+    `ControlledClock` does not freeze, so it decreases while the handler runs either way.
+    """
+
+    def __init__(self, spec: FunctionSpec, request_id: str) -> None:
         self.function_name = spec.name
         self.function_version = "$LATEST"
         self.invoked_function_arn = spec.arn
@@ -89,11 +93,10 @@ class LambdaContext:
         self.log_stream_name = f"local/[$LATEST]{spec.logical_id}"
         self.identity = None
         self.client_context = None
-        self._clock = clock
-        self._deadline = clock.now() + spec.timeout_seconds
+        self._deadline = time.monotonic() + spec.timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - self._clock.now()) * 1000))
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class _StdoutRouter(io.TextIOBase):
@@ -173,7 +176,8 @@ def host_environment() -> dict[str, str]:
 
 
 def runtime_environment(spec: FunctionSpec, region: str) -> dict[str, str]:
-    """Variables the Lambda runtime (here, like `sam local`) sets for every function."""
+    """Variables the Lambda runtime sets for every function (not `AWS_SAM_LOCAL`: this is
+    meant to behave as Lambda, not as `sam local`)."""
     return {
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
@@ -183,8 +187,10 @@ def runtime_environment(spec: FunctionSpec, region: str) -> dict[str, str]:
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[$LATEST]{spec.logical_id}",
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-        "AWS_SAM_LOCAL": "true",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
         "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        "TZ": ":UTC",
         "_HANDLER": spec.handler,
     }
 
@@ -192,19 +198,34 @@ def runtime_environment(spec: FunctionSpec, region: str) -> dict[str, str]:
 OutputSink = Callable[["FunctionSpec", Invocation], None]
 
 
+class Function(Protocol):
+    """What the pollers need of a function, in-process (`LocalFunction`) or isolated
+    (`notifyctl.local.isolation.IsolatedFunction`)."""
+
+    spec: FunctionSpec
+    environment: dict[str, str]
+
+    def invoke(self, event: Any, request_id: str | None = None) -> Invocation: ...
+
+    def close(self) -> None: ...
+
+
 class LocalFunction:
-    """One function: imported on first use (cold start), then invoked in-process."""
+    """One function: imported on first use (cold start), then invoked in-process.
+
+    The fast mode: one thread, shared `sys.modules`, no enforced timeout (an overrun is
+    reported as `Sandbox.Timedout` once the handler returns, and its warm module is dropped so
+    the next invocation is cold, as after a timeout in Lambda).
+    """
 
     def __init__(
         self,
         spec: FunctionSpec,
-        clock: Clock,
         region: str,
         on_invocation: OutputSink | None = None,
         base_environment: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = spec
-        self._clock = clock
         self._on_invocation = on_invocation
         base = host_environment() if base_environment is None else dict(base_environment)
         self.environment: dict[str, str] = {
@@ -241,7 +262,7 @@ class LocalFunction:
     def invoke(self, event: Any, request_id: str | None = None) -> Invocation:
         """Invoke the handler with `event`; a raised exception is an invocation error."""
         request_id = request_id or str(uuid.uuid4())
-        context = LambdaContext(self.spec, request_id, self._clock)
+        context = LambdaContext(self.spec, request_id)
         result: Any = None
         error: FunctionError | None = None
         self.invocations += 1
@@ -267,6 +288,8 @@ class LocalFunction:
                 error_message=f"Task timed out after {self.spec.timeout_seconds:.2f} seconds",
             )
             result = None
+            self._handler = None
+            sys.modules.pop(self.module_name, None)
         invocation = Invocation(
             function=self.spec.logical_id,
             request_id=request_id,
@@ -277,3 +300,6 @@ class LocalFunction:
         if self._on_invocation is not None:
             self._on_invocation(self.spec, invocation)
         return invocation
+
+    def close(self) -> None:
+        """Nothing to stop in-process."""

@@ -134,3 +134,132 @@ def patch_transactions_item_level_rollback() -> None:
 
     transact_write_items.item_level_rollback = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+# -- concurrency: one request at a time per service backend --------------------------------------
+
+_SERIALIZED = "_notifyctl_serialized"
+
+
+def serialize_backends() -> None:
+    """Make moto's DynamoDB and SQS safe under concurrent requests. Idempotent.
+
+    moto server answers each request in its own thread and moto's backends do not lock: two
+    conditional writes on one item can both pass their check before either writes, a
+    transaction can interleave with another's writes, and two receives can hand out the same
+    message. Every public method of `DynamoDBBackend` and of `SQSBackend` runs under one lock
+    per service, so a conditional write is check-and-set, a transaction is all-or-nothing to
+    every other request, and a receive is atomic, as in AWS. A long poll
+    (`WaitTimeSeconds` > 0) retries short receives, releasing the lock in between, so that
+    senders are not blocked while it waits.
+    """
+    import threading
+    import time
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.sqs.models import SQSBackend
+
+    for backend_class in (DynamoDBBackend, SQSBackend):
+        if getattr(backend_class, _SERIALIZED, False):
+            continue
+        lock = threading.RLock()
+        for name, member in list(vars(backend_class).items()):
+            if name.startswith("_") or not callable(member) or isinstance(member, type):
+                continue
+            setattr(backend_class, name, _locked(member, lock))
+        setattr(backend_class, _SERIALIZED, True)
+
+    receive = SQSBackend.receive_message
+    sqs_lock: Any = getattr(receive, "_notifyctl_lock")  # noqa: B009 - set by _locked
+
+    def receive_message(
+        self: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + max(0, int(wait_seconds_timeout or 0))
+        while True:
+            received = receive(
+                self, queue_name, count, 0, visibility_timeout, message_attribute_names
+            )
+            if received or time.monotonic() >= deadline:
+                return received
+            time.sleep(0.02)
+
+    receive_message._notifyctl_lock = sqs_lock  # type: ignore[attr-defined]
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def _locked(method: Any, lock: Any) -> Any:
+    import functools
+
+    @functools.wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return method(*args, **kwargs)
+
+    locked._notifyctl_lock = lock  # type: ignore[attr-defined]
+    return locked
+
+
+# -- EventBridge as AWS delivers -----------------------------------------------------------------
+
+# PutEvents: "The total entry size must be less than 256KB" (AWS's PutEvents reference and
+# "Calculating PutEvents event entry size"); over it, the whole request is refused with
+# ValidationException "Total size of the entries in the request is over the limit."
+PUT_EVENTS_SIZE_LIMIT = 256 * 1024
+
+
+def put_events_entry_size(entry: dict[str, Any]) -> int:
+    """An entry's size as EventBridge computes it: Time 14 bytes, then the UTF-8 bytes of
+    Source, DetailType, Detail and each Resources entry."""
+    size = 14 if entry.get("Time") is not None else 0
+    for key in ("Source", "DetailType", "Detail"):
+        value = entry.get(key)
+        if isinstance(value, str):
+            size += len(value.encode("utf-8"))
+    for resource in entry.get("Resources") or []:
+        size += len(str(resource).encode("utf-8"))
+    return size
+
+
+def patch_eventbridge_delivery() -> None:
+    """EventBridge rules deliver as in AWS. Idempotent.
+
+    moto 5.2 matches every rule against every event put on its bus, so a schedule-only rule
+    (no EventPattern, which moto treats as "match all") received every domain event, and a
+    DISABLED rule delivered like an enabled one. Here a rule delivers a put event only if it
+    is enabled and has an event pattern; schedule rules are fired by the local scheduler
+    alone (`notifyctl/local/scheduler.py`). PutEvents refuses a request whose entries total
+    more than 256 KB, as AWS does.
+    """
+    from moto.events.exceptions import ValidationException as EventsValidationException
+    from moto.events.models import EventsBackend, Rule
+
+    if getattr(Rule, _SERIALIZED, False):
+        return
+    send_to_targets = Rule.send_to_targets
+    put_events = EventsBackend.put_events
+
+    def delivering_send_to_targets(
+        self: Any, original_event: Any, transform_input: bool = True
+    ) -> None:
+        if not str(self.state).startswith("ENABLED"):
+            return
+        if not self.event_pattern.get_pattern():
+            return  # a schedule-only rule: it runs on its schedule, never on a put event
+        send_to_targets(self, original_event, transform_input)
+
+    def size_checked_put_events(self: Any, events: list[dict[str, Any]]) -> Any:
+        if sum(put_events_entry_size(e) for e in events) > PUT_EVENTS_SIZE_LIMIT:
+            raise EventsValidationException(
+                "Total size of the entries in the request is over the limit."
+            )
+        return put_events(self, events)
+
+    Rule.send_to_targets = delivering_send_to_targets  # type: ignore[method-assign]
+    EventsBackend.put_events = size_checked_put_events  # type: ignore[method-assign]
+    setattr(Rule, _SERIALIZED, True)

@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, cast
@@ -15,12 +16,16 @@ from botocore.exceptions import ClientError
 
 from notifyctl.local.aws import AwsClients
 from notifyctl.local.clock import Clock
-from notifyctl.local.functions import Invocation, LocalFunction
+from notifyctl.local.functions import Function, Invocation
 
 log = logging.getLogger(__name__)
 
 SQS_RECEIVE_LIMIT = 10
 DEFAULT_ASYNC_RETRIES = 2
+# Without ScalingConfig AWS scales an SQS mapping up to the function's reserved (or the
+# account's) concurrency; locally such a mapping runs at most 5 invocations at once (the
+# template's MaxConcurrencyPerChannel default), so a laptop is not flooded with processes.
+DEFAULT_MAXIMUM_CONCURRENCY = 5
 
 
 class Poller(Protocol):
@@ -35,7 +40,11 @@ class Poller(Protocol):
         ...
 
     def poll_once(self) -> int:
-        """Receive and process at most one batch; return how many records were handled."""
+        """Receive and process what is ready now; return how many records were handled."""
+        ...
+
+    def close(self) -> None:
+        """Release the threads it holds."""
         ...
 
 
@@ -113,6 +122,7 @@ class MappingState:
     batch_size: int
     batching_window_seconds: int
     report_batch_item_failures: bool
+    maximum_concurrency: int = 1
 
 
 class SqsEventSourcePoller:
@@ -120,14 +130,19 @@ class SqsEventSourcePoller:
 
     The mapping's state is read from the Lambda API on every round, so enabling, disabling or
     resizing it while the runtime runs takes effect on the next round.
+
+    Each round takes up to `ScalingConfig.MaximumConcurrency` batches (capped by the runtime's
+    `concurrency`) and invokes them at once, one invocation per batch, as Lambda's pollers
+    do; the round ends when all of them have returned.
     """
 
     def __init__(
         self,
         mapping_uuid: str,
         queue_arn: str,
-        function: LocalFunction,
+        function: Function,
         clients: AwsClients,
+        concurrency: int | None = None,
     ) -> None:
         self.mapping_uuid = mapping_uuid
         self.queue_arn = queue_arn
@@ -135,16 +150,24 @@ class SqsEventSourcePoller:
         self.queue_url = queue_url_from_arn(clients, queue_arn)
         self.function = function
         self._clients = clients
+        self._concurrency_cap = concurrency
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_size = 0
         self.invocations: list[Invocation] = []
 
     def state(self) -> MappingState:
         mapping = self._clients.lambda_.get_event_source_mapping(UUID=self.mapping_uuid)
+        scaling = mapping.get("ScalingConfig") or {}
+        maximum = int(scaling.get("MaximumConcurrency") or DEFAULT_MAXIMUM_CONCURRENCY)
+        if self._concurrency_cap is not None:
+            maximum = min(maximum, self._concurrency_cap)
         return MappingState(
             enabled=mapping.get("State") in ("Enabled", "Enabling", "Updating"),
             batch_size=int(mapping.get("BatchSize") or 10),
             batching_window_seconds=int(mapping.get("MaximumBatchingWindowInSeconds") or 0),
             report_batch_item_failures="ReportBatchItemFailures"
             in (mapping.get("FunctionResponseTypes") or []),
+            maximum_concurrency=max(1, maximum),
         )
 
     @property
@@ -173,9 +196,29 @@ class SqsEventSourcePoller:
         state = self.state()
         if not state.enabled:
             return 0
-        messages = self._receive_batch(state.batch_size)
-        if not messages:
-            return 0
+        batches: list[list[dict[str, Any]]] = []
+        while len(batches) < state.maximum_concurrency:
+            messages = self._receive_batch(state.batch_size)
+            if not messages:
+                break
+            batches.append(messages)
+        if len(batches) <= 1:
+            return sum(self._invoke(state, batch) for batch in batches)
+        if self._executor is None or self._executor_size != state.maximum_concurrency:
+            self.close()
+            self._executor_size = state.maximum_concurrency
+            self._executor = ThreadPoolExecutor(
+                max_workers=state.maximum_concurrency,
+                thread_name_prefix=f"poller-{self.queue_name}",
+            )
+        return sum(self._executor.map(lambda batch: self._invoke(state, batch), batches))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _invoke(self, state: MappingState, messages: list[dict[str, Any]]) -> int:
         region = self._clients.region
         event = {"Records": [sqs_event_record(m, self.queue_arn, region) for m in messages]}
         invocation = self.function.invoke(event)
@@ -250,13 +293,15 @@ class AsyncInvokePoller:
     def __init__(
         self,
         queue_url: str,
-        function: LocalFunction,
+        function: Function,
         clients: AwsClients,
         clock: Clock,
         retry_delays: Sequence[float],
         rule_name: str = "",
         account_id: str = "",
         static_input: str | None = None,
+        rule_arn: str = "",
+        dead_letter_arn: str | None = None,
     ) -> None:
         self.queue_url = queue_url
         self.queue_name = queue_url.rstrip("/").rsplit("/", 1)[-1]
@@ -264,15 +309,21 @@ class AsyncInvokePoller:
         self.rule_name = rule_name
         self._account_id = account_id
         self._static_input = static_input
+        self._rule_arn = rule_arn
+        self._dead_letter_arn = dead_letter_arn
         self._clients = clients
         self._clock = clock
         self._retry_delays = tuple(retry_delays) or (0.0,)
         self.invocations: list[Invocation] = []
         self.failures_sent: list[dict[str, Any]] = []
+        self.undeliverable: list[str] = []
 
     @property
     def active(self) -> bool:
         return True
+
+    def close(self) -> None:
+        """Nothing to release: one event at a time, in the round's thread."""
 
     def config(self) -> AsyncInvokeConfig:
         try:
@@ -301,6 +352,9 @@ class AsyncInvokePoller:
 
     def _handle(self, message: dict[str, Any]) -> None:
         event = self._event(message["Body"])
+        if not self._function_exists():
+            self._undeliverable(message, event)
+            return
         attempt = int(message["Attributes"]["ApproximateReceiveCount"])
         request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, message["MessageId"]))
         invocation = self.function.invoke(event, request_id=request_id)
@@ -331,6 +385,48 @@ class AsyncInvokePoller:
             log.warning(
                 "async invocation failed, no OnFailure destination: event dropped",
                 extra={"function": self.function.spec.logical_id},
+            )
+        self._delete(message)
+
+    def _function_exists(self) -> bool:
+        try:
+            self._clients.lambda_.get_function(FunctionName=self.function.spec.name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                return False
+            raise
+        return True
+
+    def _undeliverable(self, message: dict[str, Any], event: Any) -> None:
+        """EventBridge could not deliver to the function: it no longer exists.
+
+        AWS does not retry that (RetryPolicy is for retryable errors) and sends the event to
+        the target's DeadLetterConfig queue at once, with the reason in message attributes;
+        without one the event is dropped.
+        """
+        self.undeliverable.append(message["MessageId"])
+        if self._dead_letter_arn:
+            reason = f"Function not found: {self.function.spec.arn}"
+            attributes = {
+                "RULE_ARN": self._rule_arn,
+                "TARGET_ARN": self.function.spec.arn,
+                "ERROR_CODE": "ResourceNotFoundException",
+                "ERROR_MESSAGE": reason,
+                "RETRY_ATTEMPTS": "0",
+            }
+            self._clients.sqs.send_message(
+                QueueUrl=queue_url_from_arn(self._clients, self._dead_letter_arn),
+                MessageBody=json.dumps(event),
+                MessageAttributes={
+                    name: {"DataType": "String", "StringValue": value}
+                    for name, value in attributes.items()
+                    if value
+                },
+            )
+        else:
+            log.warning(
+                "event undeliverable (function not found), no DeadLetterConfig: event dropped",
+                extra={"rule": self.rule_name},
             )
         self._delete(message)
 

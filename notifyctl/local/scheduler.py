@@ -4,6 +4,8 @@
   runtime runs (SAM ``Schedule`` events): when due, a "Scheduled Event" goes to the rule's tap
   queue, so the function is invoked asynchronously as in AWS. The first run is one period after
   deploy; runs missed while the clock jumped are coalesced into one (AWS would run each).
+  A DISABLED rule does not run. These rules never see put events: moto's own matching of
+  schedule-only rules is switched off (`moto_internals.patch_eventbridge_delivery`).
 - EventBridge Scheduler one-time schedules (``at(...)``) with an SQS target: when due, the
   target's ``Input`` is sent to the queue, then the schedule is deleted
   (``ActionAfterCompletion: DELETE``) or remembered as done.
@@ -148,6 +150,11 @@ class LocalScheduler:
                 continue
             while rule.next_run <= now:
                 rule.next_run += rule.period
+            state = self.clients.events.describe_rule(
+                Name=rule.tap.rule_name, EventBusName=rule.tap.bus_name
+            ).get("State", "ENABLED")
+            if not str(state).startswith("ENABLED"):
+                continue  # a DISABLED schedule rule does not run
             event = {
                 "version": "0",
                 "id": str(uuid.uuid4()),

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from notifyctl.local import moto_internals
+from notifyctl.local import cfn_resources, moto_internals
 from notifyctl.local.artifacts import bucket_name, local_uris, upload_artifacts
 from notifyctl.local.aws import AwsClients
 from notifyctl.local.clock import Clock, RealClock
 from notifyctl.local.emf import MetricDatum
 from notifyctl.local.eventbridge import Tap, install_taps
-from notifyctl.local.functions import FunctionSpec, Invocation, LocalFunction
+from notifyctl.local.functions import Function, FunctionSpec, Invocation, LocalFunction
 from notifyctl.local.pollers import AsyncInvokePoller, Poller, SqsEventSourcePoller
 from notifyctl.local.scheduler import LocalScheduler
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ASYNC_RETRY_DELAYS = (1.0, 2.0)
+# "process": every function in worker processes, mappings at their MaximumConcurrency (the
+# Lambda-like runtime). "in-process": one thread, shared sys.modules, one batch at a time
+# (the fast mode for tests of handler logic). docs/local-runtime.md says what each proves.
+Isolation = Literal["process", "in-process"]
 _PUT_METRIC_DATA_LIMIT = 500
 _VISIBILITY_EPSILON = 0.002
 
@@ -113,13 +119,15 @@ class LocalStack:
     account_id: str
     outputs: dict[str, str]
     resources: dict[str, StackResource]
-    functions: dict[str, LocalFunction] = field(default_factory=dict)
+    functions: dict[str, Function] = field(default_factory=dict)
     pollers: list[Poller] = field(default_factory=list)
     taps: list[Tap] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
     metrics: list[MetricDatum] = field(default_factory=list)
     echo_logs: bool = False
     scheduler: LocalScheduler | None = None
+    isolation: Isolation = "in-process"
+    _round_executor: ThreadPoolExecutor | None = None
 
     # -- lookups -------------------------------------------------------------------------------
     def physical_id(self, logical_id: str) -> str:
@@ -129,7 +137,7 @@ class LocalStack:
         name = self.physical_id(logical_id).rstrip("/").rsplit("/", 1)[-1]
         return self.clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
 
-    def function(self, logical_id: str) -> LocalFunction:
+    def function(self, logical_id: str) -> Function:
         return self.functions[logical_id]
 
     @property
@@ -168,7 +176,30 @@ class LocalStack:
         moto_internals.detach_sqs_event_source_mappings(self.account_id, self.clients.region)
         if self.scheduler is not None:
             self.scheduler.fire_due()
-        return sum(poller.poll_once() for poller in self.pollers)
+        if self.isolation == "in-process" or len(self.pollers) < 2:
+            return sum(poller.poll_once() for poller in self.pollers)
+        # Lambda polls every mapping at the same time: so do the pollers of one round.
+        if self._round_executor is None:
+            self._round_executor = ThreadPoolExecutor(
+                max_workers=len(self.pollers), thread_name_prefix="local-round"
+            )
+        return sum(self._round_executor.map(lambda poller: poller.poll_once(), self.pollers))
+
+    def close(self) -> None:
+        """Stop the worker processes and threads (idempotent)."""
+        if self._round_executor is not None:
+            self._round_executor.shutdown(wait=True)
+            self._round_executor = None
+        for poller in self.pollers:
+            poller.close()
+        for function in self.functions.values():
+            function.close()
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def queue_depths(self) -> list[QueueDepth]:
         """Depth of each queue an active poller consumes."""
@@ -284,15 +315,30 @@ def deploy(
     translator: TemplateTranslator | None = None,
     async_retry_delays: Sequence[float] = DEFAULT_ASYNC_RETRY_DELAYS,
     echo_logs: bool = False,
+    isolation: Isolation = "in-process",
+    concurrency: int | None = None,
 ) -> LocalStack:
     """Deploy the SAM template at `template_path` into the active moto and start its runtime.
 
     moto must already be active: `mock_aws` in-process, or a `ThreadedMotoServer` in this
     process reached through `AWS_ENDPOINT_URL`.
+
+    `isolation="process"` runs each function in worker processes (it needs the moto server:
+    workers reach it over HTTP) and each SQS mapping at its `ScalingConfig.MaximumConcurrency`,
+    capped by `concurrency` (1 for a deterministic run). `"in-process"` runs one batch at a
+    time in this process, whatever `concurrency` says.
     """
     template_path = Path(template_path).resolve()
     template_dir = template_path.parent
     clients = clients or AwsClients()
+    endpoint_url = clients.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or ""
+    if isolation == "process" and not endpoint_url:
+        raise DeployError(
+            "isolation='process' needs moto server: start ThreadedMotoServer and set "
+            "AWS_ENDPOINT_URL (worker processes cannot see mock_aws's in-process state)"
+        )
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     clock = clock or RealClock()
     translator = translator or SamTranslator()
     parameters = {k: str(v) for k, v in (parameters or {}).items()}
@@ -304,7 +350,10 @@ def deploy(
 
     declared = set((cfn_template.get("Parameters") or {}).keys())
     moto_internals.patch_event_bus_ref()
+    cfn_resources.register()  # AWS::Lambda::Url, AWS::SecretsManager::Secret
     moto_internals.patch_transactions_item_level_rollback()
+    moto_internals.serialize_backends()
+    moto_internals.patch_eventbridge_delivery()
     clients.cloudformation.create_stack(
         StackName=stack_name,
         TemplateBody=json.dumps(cfn_template),
@@ -328,13 +377,16 @@ def deploy(
         outputs=outputs,
         resources=resources,
         echo_logs=echo_logs,
+        isolation=isolation,
     )
     _apply_event_invoke_configs(clients, cfn_template, resources, parameters)
     local.functions = _load_functions(
-        clients, clock, sam_template, cfn_template, resources, template_dir, local
+        clients, clock, sam_template, cfn_template, resources, template_dir, local, endpoint_url
     )
     moto_internals.detach_sqs_event_source_mappings(account_id, clients.region)
-    local.pollers.extend(_sqs_pollers(clients, local.functions))
+    local.pollers.extend(
+        _sqs_pollers(clients, local.functions, 1 if isolation == "in-process" else concurrency)
+    )
     by_name = {f.spec.name: f for f in local.functions.values()}
     local.taps = install_taps(clients, stack_name, by_name)
     for tap in local.taps:
@@ -348,6 +400,8 @@ def deploy(
                 rule_name=tap.rule_name,
                 account_id=account_id,
                 static_input=tap.static_input,
+                rule_arn=tap.rule_arn,
+                dead_letter_arn=tap.dead_letter_arn,
             )
         )
     local.scheduler = LocalScheduler.install(
@@ -382,10 +436,11 @@ def _load_functions(
     resources: Mapping[str, StackResource],
     template_dir: Path,
     local: LocalStack,
-) -> dict[str, LocalFunction]:
+    endpoint_url: str,
+) -> dict[str, Function]:
     uris = local_uris(sam_template)
     layer_dirs = _layer_dirs(sam_template, cfn_template, template_dir, uris)
-    functions: dict[str, LocalFunction] = {}
+    functions: dict[str, Function] = {}
     for logical_id, resource in (cfn_template.get("Resources") or {}).items():
         if resource.get("Type") != "AWS::Lambda::Function":
             continue
@@ -408,9 +463,16 @@ def _load_functions(
             memory_mb=int(config.get("MemorySize") or 128),
             runtime=str(config.get("Runtime") or "python3.12"),
         )
-        functions[logical_id] = LocalFunction(
-            spec, clock, clients.region, on_invocation=local.record_invocation
-        )
+        if local.isolation == "process":
+            from notifyctl.local.isolation import IsolatedFunction
+
+            functions[logical_id] = IsolatedFunction(
+                spec, clock, clients.region, endpoint_url, on_invocation=local.record_invocation
+            )
+        else:
+            functions[logical_id] = LocalFunction(
+                spec, clients.region, on_invocation=local.record_invocation
+            )
     return functions
 
 
@@ -453,7 +515,7 @@ def _function_layer_dirs(
 
 
 def _sqs_pollers(
-    clients: AwsClients, functions: Mapping[str, LocalFunction]
+    clients: AwsClients, functions: Mapping[str, Function], concurrency: int | None
 ) -> list[SqsEventSourcePoller]:
     by_arn = {f.spec.arn: f for f in functions.values()}
     pollers: list[SqsEventSourcePoller] = []
@@ -465,7 +527,9 @@ def _sqs_pollers(
             source = mapping.get("EventSourceArn", "")
             if function is None or source.split(":")[2] != "sqs":
                 continue
-            pollers.append(SqsEventSourcePoller(mapping["UUID"], source, function, clients))
+            pollers.append(
+                SqsEventSourcePoller(mapping["UUID"], source, function, clients, concurrency)
+            )
         if not response.get("NextMarker"):
             return pollers
         kwargs["Marker"] = response["NextMarker"]

@@ -41,17 +41,17 @@ def test_dashboard_json_matches_the_known_run(known_run):
     figures = json.loads(result.output)
 
     total = SENT + RETRIED + DEAD
-    assert figures["total"] == total
-    assert figures["sent"] == SENT + RETRIED
-    assert figures["failed"] == DEAD
+    assert figures["settled"] == 11
+    assert figures["delivered"] == 9
+    assert figures["dead_lettered"] == 2
     assert figures["in_dlq"] == DEAD
     assert figures["in_flight"] == 0
     assert figures["queued"] == 0
-    assert figures["success_rate"] == pytest.approx((SENT + RETRIED) / total)
+    assert figures["success_rate"] == pytest.approx(9 / 11)
     # retries: one for each of K, MaxAttempts - 1 = 2 for each of M
     assert figures["avg_retries"] == pytest.approx((RETRIED * 1 + DEAD * 2) / total)
     (email,) = figures["by_channel"]
-    assert (email["channel"], email["total"], email["sent"], email["failed"]) == (
+    assert (email["channel"], email["settled"], email["delivered"], email["dead_lettered"]) == (
         "email",
         total,
         SENT + RETRIED,
@@ -71,9 +71,20 @@ def test_dashboard_json_matches_the_known_run(known_run):
 def test_dashboard_table_shows_the_original_layout(known_run):
     result = CliRunner().invoke(app, ["--stack-name", "notifications-local", "dashboard"])
     assert result.exit_code == 0, result.output
-    for label in ("Total Sent:", "Success Rate:", "Failed:", "In DLQ:", "Avg Retry:", "By Channel"):
+    for label in (
+        "Delivered:",
+        "Dead-lettered:",
+        "Settled:",
+        "Success rate:",
+        "In DLQ:",
+        "Avg retries:",
+        "By Channel",
+        "Dead-lettered by Reason",
+    ):
         assert label in result.output
     assert "81.8%" in result.output  # 9 of 11
+    assert "Total Sent" not in result.output
+    assert "Suppressed by Reason" not in result.output  # nothing suppressed: no empty table
 
 
 def test_percentiles_and_since_window():
@@ -95,7 +106,7 @@ def test_percentiles_and_since_window():
     from datetime import UTC, datetime
 
     recent = compute(records, since=datetime(2026, 11, 28, 12, 0, 3, tzinfo=UTC))
-    assert recent.total == 2
+    assert recent.settled == 2
 
 
 def test_notifications_waiting_in_their_queues_are_counted_as_queued(stack):
@@ -108,4 +119,4 @@ def test_notifications_waiting_in_their_queues_are_counted_as_queued(stack):
     # Then they show as queued, not as in flight or settled
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
-    assert (figures["queued"], figures["in_flight"], figures["total"]) == (3, 0, 0)
+    assert (figures["queued"], figures["in_flight"], figures["settled"]) == (3, 0, 0)

@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
@@ -169,8 +170,8 @@ def test_the_function_gets_the_environment_the_stack_resolved(stack: LocalStack)
         "HOST_ONLY": None,
     }
     assert seen["function_name"] == stack.physical_id("WorkerFunction")
-    # And its remaining time follows its 7 s Timeout on the (frozen) clock
-    assert seen["remaining_ms"] == 7000
+    # And its remaining time counts down from its 7 s Timeout, even on the frozen clock
+    assert 0 < seen["remaining_ms"] < 7000
     # And the host environment is back as it was
     assert os.environ["HOST_ONLY"] == "must-not-leak"
     assert "GREETING" not in os.environ
@@ -322,3 +323,105 @@ def test_the_runtime_works_against_moto_server_over_http(
         assert depth(local, "WorkQueue") == (0, 0)
     finally:
         server.stop()
+
+
+# -- EventBridge as AWS delivers ---------------------------------------------------------------
+
+
+def test_a_schedule_rule_gets_no_put_event_and_runs_on_its_schedule(
+    stack: LocalStack, clock: ControlledClock
+) -> None:
+    # Given an event on the default bus, where the toy's rate(1 minute) rule lives, that no
+    # pattern rule matches
+    stack.publish("Pong", {"name": "unmatched"}, source="toy.tests", bus_name="default")
+
+    # When the pipeline drains, Then the schedule rule did not take it
+    stack.drain()
+    assert recorded(stack, "on_event") == []
+
+    # When a minute passes, Then the schedule rule runs the function once, with its own event
+    clock.advance(61)
+    stack.drain()
+    [seen] = recorded(stack, "on_event")
+    assert seen["event"]["detail-type"] == "Scheduled Event"
+    assert seen["event"]["source"] == "aws.events"
+
+
+def test_a_disabled_rule_delivers_nothing(stack: LocalStack) -> None:
+    # Given two rules matching Ping to the same function, one of them DISABLED
+    # When a Ping is put on the bus and the pipeline drains
+    stack.publish("Ping", {"name": "once"}, source="toy.tests")
+    stack.drain()
+
+    # Then the function ran once, for the enabled rule only
+    assert [r["event"]["detail"]["name"] for r in recorded(stack, "on_event")] == ["once"]
+
+
+def test_put_events_over_256_kb_is_refused_whole_with_awss_validation_error(
+    stack: LocalStack,
+) -> None:
+    # Given entries sized as EventBridge sizes them: Source + DetailType + Detail bytes
+    def entry(detail_bytes: int) -> dict[str, Any]:
+        padding = "x" * (detail_bytes - len('{"name": ""}'))
+        return {
+            "Source": "toy.tests",  # 9 bytes
+            "DetailType": "Ping",  # 4 bytes
+            "Detail": json.dumps({"name": padding}),
+            "EventBusName": stack.bus_name,
+        }
+
+    # When an entry of exactly 262,144 bytes is put, Then it is accepted
+    accepted = stack.clients.events.put_events(Entries=[entry(262_131)])
+    assert accepted["FailedEntryCount"] == 0
+
+    # When one byte more is put, Then the request is refused with AWS's error
+    with pytest.raises(ClientError) as refused:
+        stack.clients.events.put_events(Entries=[entry(262_132)])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert refused.value.response["Error"]["Message"] == (
+        "Total size of the entries in the request is over the limit."
+    )
+    # And two entries that are small alone but over the limit together are refused too
+    with pytest.raises(ClientError):
+        stack.clients.events.put_events(Entries=[entry(131_072), entry(131_072)])
+
+    # And only the accepted event reached the function
+    stack.drain()
+    assert len(recorded(stack, "on_event")) == 1
+
+
+def test_an_event_for_a_deleted_function_goes_to_the_targets_dead_letter_queue(
+    stack: LocalStack,
+) -> None:
+    # Given the rule's target keeps its RetryPolicy and DeadLetterConfig on the tap
+    [ping_tap] = [
+        t
+        for t in stack.taps
+        if "PingWhileDisabled" not in t.rule_name and "Tick" not in t.rule_name
+    ]
+    [target] = stack.clients.events.list_targets_by_rule(
+        Rule=ping_tap.rule_name, EventBusName=ping_tap.bus_name
+    )["Targets"]
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 600}
+    assert target["DeadLetterConfig"]["Arn"].endswith(
+        stack.physical_id("EventsDLQ").rsplit("/", 1)[-1]
+    )
+
+    # And the function it invokes no longer exists
+    stack.clients.lambda_.delete_function(FunctionName=stack.physical_id("OnEventFunction"))
+
+    # When a Ping is put on the bus and the pipeline drains
+    event_id = stack.publish("Ping", {"name": "orphan"}, source="toy.tests")
+    stack.drain()
+
+    # Then the event is in the target's DLQ with the reason, undelivered and not retried
+    [message] = stack.clients.sqs.receive_message(
+        QueueUrl=stack.queue_url("EventsDLQ"), MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    assert json.loads(message["Body"])["id"] == event_id
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "ResourceNotFoundException"
+    assert attributes["RETRY_ATTEMPTS"] == "0"
+    assert attributes["RULE_ARN"].endswith(ping_tap.rule_name)
+    assert attributes["TARGET_ARN"].endswith(f"function:{stack.physical_id('OnEventFunction')}")
+    assert recorded(stack, "on_event") == []

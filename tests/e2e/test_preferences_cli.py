@@ -55,9 +55,9 @@ def test_bad_values_are_refused_and_nothing_is_written(stack):
         (["--phone", "0041 79 000"], "E.164"),
         (["--quiet-hours", "22-7"], "HH:MM-HH:MM"),
         (["--quiet-hours", "22:00-07:00", "--timezone", "Mars/Olympus"], "Mars/Olympus"),
-        (["--opt-out-channel", "fax"], "unknown channel"),
+        (["--opt-out-channel", "fax"], "--opt-out-channel 'fax' is not one of: email, sms, push"),
     ):
         result = notifyctl("preferences", "set", "user-9", *args)
         assert result.exit_code == 2, args
         assert message in result.output, (args, result.output)
-    assert notifyctl("preferences", "get", "user-9").exit_code == 2
+    assert notifyctl("preferences", "get", "user-9").exit_code == 1  # not found

@@ -1,5 +1,5 @@
 """The template's own rule patterns, on moto's EventBridge: each put-events sample reaches
-exactly its rule, near misses reach none."""
+exactly its rule, near misses reach exactly one catch-all rule (never silently nothing)."""
 
 import json
 
@@ -21,7 +21,12 @@ def taps(stack):
     taps = {}
     for rule in events.list_rules(EventBusName=stack.bus_name)["Rules"]:
         pattern = json.loads(rule["EventPattern"])
-        (event_type,) = pattern["detail-type"]
+        if "detail-type" not in pattern:
+            event_type = "unknown-source"
+        elif isinstance(pattern["detail-type"][0], dict):
+            event_type = "unrouted-type"
+        else:
+            (event_type,) = pattern["detail-type"]
         url = sqs.create_queue(QueueName=f"tap-{event_type}")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
@@ -35,7 +40,13 @@ def taps(stack):
             Targets=[{"Id": "tap", "Arn": arn}],
         )
         taps[event_type] = url
-    assert set(taps) == {"UserRegistered", "OrderPlaced", "PaymentReceived"}
+    assert set(taps) == {
+        "UserRegistered",
+        "OrderPlaced",
+        "PaymentReceived",
+        "unrouted-type",
+        "unknown-source",
+    }
     return taps
 
 
@@ -58,17 +69,26 @@ def test_each_sample_reaches_exactly_its_rule(stack, taps, sample, event_type):
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "caught_by"),
     [
-        {"Source": "com.example.other"},
-        {"DetailType": "orderplaced"},
-        {"DetailType": "OrderShipped"},
-        {"DetailType": "OrderPlaced "},
-        {"EventBusName": "default"},
+        ({"Source": "com.example.other"}, "unknown-source"),
+        ({"Source": "com.example.other", "DetailType": "OrderShipped"}, "unknown-source"),
+        ({"DetailType": "orderplaced"}, "unrouted-type"),
+        ({"DetailType": "OrderShipped"}, "unrouted-type"),
+        ({"DetailType": "OrderPlaced "}, "unrouted-type"),
+        ({"EventBusName": "default"}, None),
     ],
-    ids=["other-source", "wrong-case", "unknown-type", "trailing-space", "default-bus"],
+    ids=[
+        "other-source",
+        "other-source-unknown-type",
+        "wrong-case",
+        "unknown-type",
+        "trailing-space",
+        "default-bus",
+    ],
 )
-def test_near_misses_reach_no_rule(stack, taps, change):
+def test_near_misses_reach_exactly_one_catch_all_rule(stack, taps, change, caught_by):
     entries = [entry | change for entry in load_event("put-events/order-placed.json")]
     stack.clients.events.put_events(Entries=entries)
-    assert arrivals(stack, taps) == dict.fromkeys(taps, 0)
+    expected = dict.fromkeys(taps, 0) | ({caught_by: 1} if caught_by else {})
+    assert arrivals(stack, taps) == expected

@@ -38,10 +38,14 @@ def test_every_sample_is_covered_here():
         "put-events/user-registered.json",  # tests/integration/test_event_routing.py
         "put-events/order-placed.json",
         "put-events/payment-received.json",
+        "schemas/UserRegistered.json",  # tests/unit/test_catalog.py
+        "schemas/OrderPlaced.json",
+        "schemas/PaymentReceived.json",
         "delivery_feedback/ses-delivery.json",  # tests/integration/test_delivery_feedback.py
         "delivery_feedback/ses-bounce.json",
         "delivery_feedback/ses-complaint.json",
         "delivery_feedback/sms-delivery-logs.json",
+        "preference_center/one-click-post.json",  # tests/integration/test_preference_center.py
     }
     assert samples == covered
 

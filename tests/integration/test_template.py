@@ -37,6 +37,7 @@ SAMCONFIG = ROOT / "samconfig.toml"
 
 CHANNEL_QUEUES = {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"}
 DOMAIN_EVENT_TYPES = {"UserRegistered", "OrderPlaced", "PaymentReceived"}
+CATCH_ALL_RULES = {"UnroutedEventTypeRule", "UnknownSourceRule"}
 
 # Translated with the template's defaults, and with a non-default MaxAttempts.
 PARAMETER_SETS = {
@@ -181,18 +182,41 @@ def test_every_allowed_sender_timeout_maps_to_a_visibility_of_at_least_six_times
         assert row["QueueVisibilityTimeout"] >= 6 * int(timeout), timeout
 
 
-def test_max_receive_count_equals_max_attempts_on_every_channel_queue(case: Translated) -> None:
+# maxReceiveCount per MaxAttempts the parameter sets translate with: MaxAttempts + 5.
+MAX_RECEIVE_COUNT = {3: 8, 5: 10}
+
+
+def test_max_receive_count_leaves_slack_above_max_attempts_on_every_channel_queue(
+    case: Translated,
+) -> None:
     # Given the MaxAttempts the template was translated with
     max_attempts = int(case.parameter("MaxAttempts"))
     for queue in CHANNEL_QUEUES:
         # When the queue's redrive policy is resolved
         redrive = case.props(queue)["RedrivePolicy"]
-        # Then it dead-letters to NotificationsDLQ after exactly MaxAttempts receives
-        assert int(case.resolve(redrive["maxReceiveCount"])) == max_attempts, queue
+        # Then SQS redrives to NotificationsDLQ only 5 receives after the attempt limit: the
+        # ledger's count is the limit, receives that are no attempt never redrive early
+        assert int(case.resolve(redrive["maxReceiveCount"])) == MAX_RECEIVE_COUNT[max_attempts]
         assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["NotificationsDLQ", "Arn"]}
     # And the sender's attempt limit comes from the same parameter
     env = case.props("SenderFunction")["Environment"]["Variables"]
     assert int(case.resolve(env["MAX_ATTEMPTS"])) == max_attempts
+
+
+def test_every_allowed_max_attempts_maps_to_a_receive_limit_of_at_least_5_above_it(
+    case: Translated,
+) -> None:
+    # Given every MaxAttempts the template allows
+    allowed = case.template["Parameters"]["MaxAttempts"]["AllowedValues"]
+    assert [int(v) for v in allowed] == list(range(1, 21))
+    rows = case.template["Mappings"]["ReceiveLimits"]
+    assert sorted(int(key) for key in rows) == list(range(1, 21))
+    # Then the mapping the queues read holds maxReceiveCount >= 5 (AWS's advice for Lambda
+    # sources) and 5 receives above the attempt limit, for each of them
+    for attempts in allowed:
+        receives = rows[str(attempts)]["MaxReceiveCount"]
+        assert receives >= 5, attempts
+        assert receives - int(attempts) == 5, attempts
 
 
 def test_non_default_max_attempts_reaches_the_queues(sam_template: dict[str, Any]) -> None:
@@ -200,10 +224,10 @@ def test_non_default_max_attempts_reaches_the_queues(sam_template: dict[str, Any
     parameters = samconfig_parameters(SAMCONFIG, "prod")
     # When the template is translated with its overrides
     prod = Translated(translate(sam_template, parameters))
-    # Then every channel queue allows the prod MaxAttempts (5), not the default 3
+    # Then every channel queue's backstop sits 5 receives above the prod MaxAttempts (5)
     assert parameters["MaxAttempts"] == "5"
     for queue in CHANNEL_QUEUES:
-        assert int(prod.resolve(prod.props(queue)["RedrivePolicy"]["maxReceiveCount"])) == 5
+        assert int(prod.resolve(prod.props(queue)["RedrivePolicy"]["maxReceiveCount"])) == 10
 
 
 @pytest.mark.parametrize(
@@ -247,7 +271,7 @@ def test_translation_leaves_the_sam_template_untouched_and_uses_placeholder_code
     assert translated.props("SenderFunction")["Code"]["S3Bucket"] == PLACEHOLDER_CODE_BUCKET
     # And the given parameter became the translated template's default
     assert translated.parameter("Stage") == "staging"
-    assert translated.parameter("MaxAttempts") == 3
+    assert translated.parameter("MaxAttempts") == "3"
 
 
 def test_every_sender_mapping_reports_batch_item_failures(case: Translated) -> None:
@@ -296,7 +320,8 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
     # Given the EventBridge rules with patterns: the domain rules on the stage's bus, and the
     # SES feedback rule on the default bus (the only bus SES publishes to)
     rules = case.event_rules()
-    domain = {k: r for k, r in rules.items() if "EventBusName" in r["Properties"]}
+    on_bus = {k: r for k, r in rules.items() if "EventBusName" in r["Properties"]}
+    domain = {k: r for k, r in on_bus.items() if k not in CATCH_ALL_RULES}
     detail_types = {
         detail_type
         for rule in domain.values()
@@ -305,7 +330,16 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
     # Then there is one rule per domain event type, on the custom bus, to the fan-out's buffer
     assert detail_types == DOMAIN_EVENT_TYPES
     assert len(domain) == len(DOMAIN_EVENT_TYPES)
-    for rule in domain.values():
+    # And the catch-all rules send the bus's other events there too: the accepted sources'
+    # other types (anything but the routed ones), and every other source
+    unrouted = on_bus["UnroutedEventTypeRule"]["Properties"]["EventPattern"]
+    assert set(unrouted["detail-type"][0]["anything-but"]) == DOMAIN_EVENT_TYPES
+    assert unrouted["source"] == {"Fn::Split": [",", {"Ref": "EventSource"}]}
+    unknown_source = on_bus["UnknownSourceRule"]["Properties"]["EventPattern"]
+    assert unknown_source == {
+        "source": [{"anything-but": {"Fn::Split": [",", {"Ref": "EventSource"}]}}]
+    }
+    for rule in on_bus.values():
         assert rule["Properties"]["EventBusName"] == {"Fn::GetAtt": ["EventBus", "Name"]}
         assert [t["Arn"] for t in rule["Properties"]["Targets"]] == [
             {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
@@ -315,7 +349,7 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
             not {"Input", "InputPath", "InputTransformer"} & set(target)
             for target in rule["Properties"]["Targets"]
         )
-    (feedback,) = [r for k, r in rules.items() if k not in domain]
+    (feedback,) = [r for k, r in rules.items() if k not in on_bus]
     assert feedback["Properties"]["EventPattern"]["source"] == ["aws.ses"]
     # And every target retries and parks what it cannot deliver in EventsDLQ
     for logical_id, rule in rules.items():
@@ -354,10 +388,11 @@ def test_the_fan_out_consumes_a_buffer_queue_that_redrives_to_the_events_dlq(
     assert mapping["BatchSize"] == 10
     assert mapping["MaximumBatchingWindowInSeconds"] == 1
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    # And an event it keeps failing is moved to EventsDLQ after three receives
+    # And an event it keeps failing is moved to EventsDLQ after five receives (AWS's minimum
+    # advice for Lambda sources)
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["EventsDLQ", "Arn"]},
-        "maxReceiveCount": 3,
+        "maxReceiveCount": 5,
     }
     # And a batch in progress is never offered twice: visibility is 6 x the function timeout
     assert int(queue["VisibilityTimeout"]) >= 6 * timeout
@@ -390,7 +425,7 @@ def test_fan_out_queue_accepts_events_from_exactly_the_domain_rules(case: Transl
         if p["Properties"]["Queues"] == [{"Ref": "FanOutQueue"}]
     ]
     (statement,) = policy["PolicyDocument"]["Statement"]
-    # Then only EventBridge may send, on behalf of the three domain rules and no other
+    # Then only EventBridge may send, on behalf of the domain and catch-all rules and no other
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert actions_of(statement) == ["sqs:SendMessage"]
     assert statement["Resource"] == {"Fn::GetAtt": ["FanOutQueue", "Arn"]}
@@ -401,7 +436,7 @@ def test_fan_out_queue_accepts_events_from_exactly_the_domain_rules(case: Transl
         if "EventBusName" in rule["Properties"]
     }
     assert {source["Fn::GetAtt"][0] for source in sources} == domain
-    assert len(domain) == len(DOMAIN_EVENT_TYPES)
+    assert len(domain) == len(DOMAIN_EVENT_TYPES) + len(CATCH_ALL_RULES)
 
 
 def test_no_iam_statement_allows_every_action(case: Translated) -> None:
@@ -502,7 +537,7 @@ def test_stack_deploys_into_moto_with_readable_outputs(
         assert attributes["QueueArn"] == outputs[f"{queue}Arn"]
         assert json.loads(attributes["RedrivePolicy"]) == {
             "deadLetterTargetArn": outputs["NotificationsDLQArn"],
-            "maxReceiveCount": 5,
+            "maxReceiveCount": 10,
         }
         assert int(attributes["VisibilityTimeout"]) == 180
         assert attributes["SqsManagedSseEnabled"] == "true"
@@ -537,10 +572,11 @@ def test_stack_deploys_into_moto_with_readable_outputs(
     }
     assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
 
-    # And the three rules route to the fan-out's buffer queue on the stage's bus
+    # And the three domain rules and the two catch-all rules route to the fan-out's buffer
+    # queue on the stage's bus
     events = boto3.client("events")
     rules = events.list_rules(EventBusName=outputs["EventBusName"])["Rules"]
-    assert len(rules) == 3
+    assert len(rules) == 5
     for rule in rules:
         targets = events.list_targets_by_rule(
             Rule=rule["Name"], EventBusName=outputs["EventBusName"]
@@ -552,7 +588,7 @@ def test_stack_deploys_into_moto_with_readable_outputs(
     ]
     assert json.loads(buffer["RedrivePolicy"]) == {
         "deadLetterTargetArn": outputs["EventsDLQArn"],
-        "maxReceiveCount": 3,
+        "maxReceiveCount": 5,
     }
     (fan_out_mapping,) = lambda_client.list_event_source_mappings(
         FunctionName=outputs["FanOutFunctionName"]
@@ -645,3 +681,66 @@ def test_breaker_check_runs_every_minute_and_toggles_only_the_senders_mappings(
     assert all("function:notifications-${Stage}-sender" in a["Fn::Sub"] for a in arns)
     variables = case.props("BreakerCheckFunction")["Environment"]["Variables"]
     assert variables["SENDER_FUNCTION_NAME"] == {"Fn::Sub": "notifications-${Stage}-sender"}
+
+
+def test_alarms_can_publish_to_alerts_topic_through_its_customer_managed_key(
+    case: Translated,
+) -> None:
+    # Given AlertsTopic, which the alarms notify
+    alarms = case.of_type("AWS::CloudWatch::Alarm")
+    assert {"DeadLettersAlarm", "DlqOldestMessageAlarm", "CircuitOpenAlarm"} <= set(alarms)
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    # Then it is encrypted with the stack's own key, not the AWS managed alias/aws/sns (whose
+    # policy cannot let CloudWatch use it: no alarm would ever notify)
+    assert case.props("AlertsTopic")["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
+    key = case.resources["AlertsKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # And the key policy lets CloudWatch encrypt and decrypt with it
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [
+        s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert len(cloudwatch) == 1
+    assert set(actions_of(cloudwatch[0])) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+    assert cloudwatch[0]["Effect"] == "Allow"
+    # And no statement grants kms:* (the account administers it with named actions)
+    for statement in statements:
+        assert not [a for a in actions_of(statement) if a in ("*", "kms:*")], statement["Sid"]
+    # And the alarm function, which publishes dead-letter alerts, may use that key
+    grants = [
+        s
+        for s in case.role_statements("DlqAlarmFunction")
+        if {"kms:GenerateDataKey*", "kms:Decrypt"} <= set(actions_of(s))
+    ]
+    assert [g["Resource"] for g in grants] == [{"Fn::GetAtt": ["AlertsKey", "Arn"]}]
+    assert case.props("AlertsKeyAlias")["TargetKeyId"] == {"Ref": "AlertsKey"}
+
+
+def test_the_breaker_check_reads_the_sender_mappings_by_their_arns_without_a_condition(
+    case: Translated,
+) -> None:
+    # Given the breaker check's statements granting lambda:GetEventSourceMapping
+    role_id = case.props("BreakerCheckFunction")["Role"]["Fn::GetAtt"][0]
+    statements = [
+        s
+        for policy in case.props(role_id)["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+        if "lambda:GetEventSourceMapping" in actions_of(s)
+    ]
+    # Then it is one statement of its own, with no condition key to depend on
+    assert len(statements) == 1
+    (statement,) = statements
+    assert actions_of(statement) == ["lambda:GetEventSourceMapping"]
+    assert "Condition" not in statement
+    # And it names exactly the ARNs of the sender's four event source mappings
+    named = set()
+    for resource in statement["Resource"]:
+        text = resource["Fn::Sub"]
+        prefix = (
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:"
+        )
+        assert text.startswith(prefix), text
+        named.add(text.removeprefix(prefix).strip("${}"))
+    assert named == set(case.sender_mappings())

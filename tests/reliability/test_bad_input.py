@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifications.models import Channel
+from tests.properties import examples
 from tests.reliability.helpers import (
     drain_messages,
     enqueue,
@@ -155,9 +156,8 @@ def test_the_fan_out_survives_hostile_events_and_names_the_field(stack):
     seen: dict[str, int] = {}
 
     @settings(
-        max_examples=60,
+        max_examples=examples(60),
         deadline=None,
-        derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(case=hostile_events())
@@ -225,9 +225,8 @@ def test_malformed_sqs_bodies_are_dead_lettered_once_and_the_batch_carries_on(st
     counter = iter(range(1_000_000))
 
     @settings(
-        max_examples=12,
+        max_examples=examples(12),
         deadline=None,
-        derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(bad=st.lists(MALFORMED_BODIES, min_size=1, max_size=5), good=st.integers(1, 5))

@@ -155,7 +155,7 @@ def test_an_invocation_past_its_timeout_is_failed_and_redelivered(
     record_property("timeout_duplicates", duplicates)
 
 
-def test_a_crash_that_never_ends_is_dead_lettered_by_the_backstop(stack, monkeypatch):
+def test_a_crash_that_never_ends_is_dead_lettered_by_the_attempt_cap(stack, monkeypatch):
     # Given one notification whose every attempt kills the process after SES accepted it
     request = welcome(1)
     enqueue(stack, [request])
@@ -170,13 +170,38 @@ def test_a_crash_that_never_ends_is_dead_lettered_by_the_backstop(stack, monkeyp
     # When the stack runs to quiescence
     crashes = run_until_quiescent(stack)
 
-    # Then SQS's maxReceiveCount backstop (MaxAttempts = 3) moved it to the DLQ and the alarm
-    # function recorded it; it was sent once per crash, never more
+    # Then the ledger's attempt count (MaxAttempts = 3) stopped it, not SQS's maxReceiveCount
+    # (8): the 4th receive's claim found three attempts spent and the sender dead-lettered it
+    # with the reason; it was sent once per crash, never more
+    item = ledger_items(stack)[request.notification_id]
+    assert item["status"] == "DEAD_LETTERED"
+    assert item["dead_letter_reason"] == "attempts_exhausted"
+    assert item["failure_class"] == "exhausted"
+    assert crashes == 3
+    assert provider_calls(stack)["email"] == crashes
+
+
+def test_a_crash_before_any_attempt_is_dead_lettered_by_the_receive_backstop(stack, monkeypatch):
+    # Given one notification whose every receive kills the process before its claim, so no
+    # attempt is ever counted
+    request = welcome(2)
+    enqueue(stack, [request])
+
+    def begin_attempt(self, request_, lease_until, now):
+        raise ProcessKilled("killed before the claim")
+
+    monkeypatch.setattr(DynamoLedger, "begin_attempt", begin_attempt)
+
+    # When the stack runs to quiescence
+    crashes = run_until_quiescent(stack)
+
+    # Then SQS's maxReceiveCount (MaxAttempts 3 + 5 = 8) moved it to the DLQ, where the alarm
+    # function recorded why; nothing was sent
+    assert crashes == 8
     item = ledger_items(stack)[request.notification_id]
     assert item["status"] == "DEAD_LETTERED"
     assert item["dead_letter_reason"] == "max_receive_count_exceeded"
-    assert crashes == 3
-    assert provider_calls(stack)["email"] == crashes
+    assert provider_calls(stack)["email"] == 0
 
 
 @pytest.mark.parametrize("channel", [Channel.EMAIL])

@@ -44,7 +44,13 @@ EXCEPTIONS = {
 CONDITIONED_ON_SENDER = {
     ("SenderFunctionRole", "lambda:UpdateEventSourceMapping"),
     ("BreakerCheckFunctionRole", "lambda:UpdateEventSourceMapping"),
-    ("BreakerCheckFunctionRole", "lambda:GetEventSourceMapping"),
+}
+# The breaker check reads the sender's four mappings by their ARNs (no condition key).
+SENDER_MAPPINGS = {
+    "SenderFunctionEmailQueueEvent",
+    "SenderFunctionSmsQueueEvent",
+    "SenderFunctionPushQueueEvent",
+    "SenderFunctionWebhookQueueEvent",
 }
 # GetEventSourceMapping is read-only; the sender's grant is account-wide over mappings.
 READ_ONLY_MAPPINGS = {("SenderFunctionRole", "lambda:GetEventSourceMapping")}
@@ -87,13 +93,30 @@ EXPECTED_REACH = {
         "ses:identity/${SenderEmail}",
         "ses:identity/<domain of SenderEmail>",
         "secretsmanager:secret:notifications/${Stage}/webhooks/*",
+        "PreferenceLinkSecret",
         "scheduler:schedule/notifications-${Stage}-deferrals/*",
         "lambda:event-source-mapping:*",
     },
-    "BreakerCheckFunctionRole": {"PolicyStateTable", "lambda:event-source-mapping:*"},
-    "DlqAlarmFunctionRole": {"NotificationsDLQ", "AlertsTopic", "LedgerTable"},
+    "BreakerCheckFunctionRole": {
+        "PolicyStateTable",
+        "lambda:event-source-mapping:*",
+        *SENDER_MAPPINGS,
+    },
+    # (channel fallback: the user's chain from preferences, the successor onto a channel queue)
+    "DlqAlarmFunctionRole": {
+        "NotificationsDLQ",
+        "AlertsTopic",
+        "AlertsKey",
+        "LedgerTable",
+        "PreferencesTable",
+        "EmailQueue",
+        "SmsQueue",
+        "PushQueue",
+    },
     "DeliveryFeedbackFunctionRole": {"LedgerTable", "PreferencesTable", "EventsDLQ"},
     "DeferralSchedulerRole": {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"},
+    # The preference center: its users' items, one audit item per change, the link keys.
+    "PreferenceCenterFunctionRole": {"PreferencesTable", "LedgerTable", "PreferenceLinkSecret"},
 }
 
 
@@ -161,9 +184,10 @@ def test_no_action_is_a_wildcard():
         for action in as_list(statement["Action"]):
             assert action != "*", role_id
             assert not action.endswith(":*"), (role_id, action)
-            # Prefix wildcards are allowed only where they stay within one family of calls
+            # Prefix wildcards are allowed only where they stay within one family of calls:
+            # SendMessage(+Batch), and the GenerateDataKey calls SNS makes for an encrypted topic
             if "*" in action:
-                assert action == "sqs:SendMessage*", (role_id, action)  # SendMessage(+Batch)
+                assert action in ("sqs:SendMessage*", "kms:GenerateDataKey*"), (role_id, action)
 
 
 def test_every_resource_is_the_stacks_own_or_a_listed_exception():
@@ -322,8 +346,14 @@ def test_queues_topic_bus_tables_and_bucket_are_encrypted_and_tables_recoverable
         assert properties.get("SqsManagedSseEnabled") is True or properties.get("KmsMasterKeyId"), (
             queue_id
         )
+    # Topics: a customer managed key of the stack, rotated (CloudWatch alarms cannot publish to
+    # a topic under the AWS managed alias/aws/sns, whose policy cannot admit them)
+    keys = resources_of("AWS::KMS::Key")
     for topic_id, topic in resources_of("AWS::SNS::Topic").items():
-        assert topic["Properties"].get("KmsMasterKeyId"), topic_id
+        key = topic["Properties"].get("KmsMasterKeyId")
+        assert isinstance(key, dict), (topic_id, key)
+        assert key.get("Ref") in keys, (topic_id, key)
+        assert keys[key["Ref"]]["Properties"]["EnableKeyRotation"] is True, topic_id
     # EventBridge encrypts every event at rest with an AWS owned key and offers no way to turn
     # that off; a customer managed key (KmsKeyIdentifier) is optional. Nothing else to check
     # but that the bus does not point at some other account's key.
@@ -355,6 +385,7 @@ SERVERLESS_RULES_JUSTIFIED = {
     ("WS1004", "BreakerCheckFunction"),
     ("WS1004", "DlqAlarmFunction"),
     ("WS1004", "DeliveryFeedbackFunction"),
+    ("WS1004", "PreferenceCenterFunction"),
     # The breaker check runs every minute and is idempotent: a failed tick is repaired by the
     # next, and a DLQ of stale ticks would hold nothing worth replaying.
     ("ES1007", "BreakerCheckFunction"),

@@ -29,6 +29,7 @@ from notifications.channels.sms import SnsSmsProvider
 from notifications.errors import PermanentError, RetryableError
 from notifications.models import Channel
 from notifications.preferences import Preferences
+from tests.properties import examples
 from tests.reliability.helpers import QUEUE_OF, ledger_items, queue_depth, set_mapping
 
 SOURCE = "com.example.shop"
@@ -237,10 +238,9 @@ def test_randomized_fault_schedules_keep_the_invariants(stack, clock, monkeypatc
     run_state_machine_as_test(
         Schedules,
         settings=settings(
-            max_examples=40,
+            max_examples=examples(40),
             stateful_step_count=30,
             deadline=None,
-            derandomize=True,
             suppress_health_check=list(HealthCheck),
         ),
     )

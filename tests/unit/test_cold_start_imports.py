@@ -30,6 +30,7 @@ FUNCTIONS = {
     "dlq_alarm": "DlqAlarmFunction",
     "breaker_check": "BreakerCheckFunction",
     "delivery_feedback": "DeliveryFeedbackFunction",
+    "preference_center": "PreferenceCenterFunction",
 }
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 

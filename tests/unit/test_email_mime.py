@@ -23,6 +23,7 @@ from notifications.channels.base import RenderedMessage
 from notifications.channels.email import SesEmailProvider, header_safe, unstructured_header
 from notifications.errors import PermanentError
 from notifications.models import AttachmentRef, NotificationRequested
+from tests.properties import examples
 from tests.unit.test_channel_email import FakeSes, make_request
 
 SENDER = "Shop <noreply@shop.example>"
@@ -319,7 +320,9 @@ header_text = st.text(min_size=1, max_size=300).filter(lambda s: bool(header_saf
 body_text = st.text(max_size=400)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.filter_too_much]
+)
 @given(subject=header_text, text=body_text, html=st.one_of(st.none(), body_text))
 def test_any_subject_and_bodies_read_back_as_the_previous_builder(
     subject: str, text: str, html: str | None
@@ -353,7 +356,7 @@ def test_an_unstructured_header_is_folded_or_encoded_within_78_characters(value:
     assert parse(line.encode() + b"\r\nbody")["Subject"] == safe
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(data=st.binary(max_size=600))
 def test_any_attachment_bytes_read_back_unchanged(data: bytes) -> None:
     # Given an attachment of any bytes (empty included), When the message is built

@@ -17,10 +17,12 @@ from typing import Any
 from notifications.alerts import Alerts
 from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
 from notifications.contracts import DeadLetterMessage, MalformedMessage, parse_request
+from notifications.fallback import FallbackLedger, FallbackTrigger
 from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested
 from notifications.observability import ChannelMetrics, logger
+from notifications.settings import AlarmSettings
 
 UNPARSEABLE_NAMESPACE = uuid.UUID("0b3f7c52-8a51-4e7f-9f0c-1d2b3a4c5d6e")
 
@@ -50,6 +52,7 @@ def entry_from_record(record: SqsRecord) -> DeadLetterEntry:
         recipient=mask_recipient(request.channel, request.recipient) if request else None,
         user_id=request.user_id if request else None,
         event_type=request.event_type if request else None,
+        fallback_of=request.fallback_of if request else None,
     )
 
 
@@ -60,14 +63,42 @@ class DeadLetterRecorder:
         alerts: Alerts,
         stage: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fallback: FallbackTrigger | None = None,
     ) -> None:
         self.ledger = ledger
         self.alerts = alerts
         self.stage = stage
         self.clock = clock
+        self.fallback = fallback
 
     def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
         return run_batch(event, DeadLetterBatch(self))
+
+    def fall_back(self, entry: DeadLetterEntry) -> None:
+        """The next channel of the notification's fallback chain, if its failure says the
+        channel cannot reach the user (notifications.fallback)."""
+        try:
+            request = parse_request(entry.payload)
+        except MalformedMessage:
+            return  # no request to continue (recorded above as it was)
+        assert self.fallback is not None
+        decision = self.fallback.after_dead_letter(
+            request, entry.reason, entry.failure_class, self.clock()
+        )
+        if decision is not None:
+            logger.info(
+                "channel fallback",
+                extra={
+                    "notification_id": request.notification_id,
+                    "fallback_notification_id": (
+                        decision.request.notification_id if decision.request else None
+                    ),
+                    "fallback_channel": (
+                        decision.request.channel.value if decision.request else None
+                    ),
+                    "fallback_none": decision.why_none,
+                },
+            )
 
     def alert_text(self, entries: list[DeadLetterEntry]) -> tuple[str, str]:
         reasons = Counter(e.reason for e in entries)
@@ -101,6 +132,8 @@ class DeadLetterBatch:
     def handle(self, record: SqsRecord) -> bool:
         entry = entry_from_record(record)
         self.recorder.ledger.record_dead_lettered(entry, self.recorder.clock())
+        if self.recorder.fallback is not None:
+            self.recorder.fall_back(entry)
         self.recorded.append(entry)
         self.metrics.count("DeadLettered", entry.channel or "unknown")
         logger.error(
@@ -126,9 +159,24 @@ def build_recorder() -> DeadLetterRecorder:
     """Wire the recorder from the environment, once per cold start."""
     from notifications.adapters.ledger import DynamoLedger
     from notifications.adapters.sns import SnsAlerts
-    from notifications.settings import AlarmSettings
 
     settings = AlarmSettings.from_env()
+    ledger = DynamoLedger(settings.ledger_table)
     return DeadLetterRecorder(
-        DynamoLedger(settings.ledger_table), SnsAlerts(settings.alerts_topic_arn), settings.stage
+        ledger,
+        SnsAlerts(settings.alerts_topic_arn),
+        settings.stage,
+        fallback=_fallback_trigger(settings, ledger),
     )
+
+
+def _fallback_trigger(settings: AlarmSettings, ledger: FallbackLedger) -> FallbackTrigger | None:
+    """Channel fallback when the template gives the channel queues and the preferences table."""
+    from notifications.adapters.preferences import DynamoPreferencesStore
+    from notifications.adapters.sqs import SqsQueues
+
+    urls = settings.fallback_queue_urls()
+    if settings.preferences_table is None or urls is None:
+        return None
+    preferences = DynamoPreferencesStore(settings.preferences_table)
+    return FallbackTrigger(preferences, SqsQueues(), urls, ledger)

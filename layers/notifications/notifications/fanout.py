@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,11 +21,11 @@ from pydantic import ValidationError
 
 from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
 from notifications.caching import TtlCache
-from notifications.contracts import DeadLetterMessage, describe_validation
+from notifications.catalog import CatalogError, check_source, describe, validate_detail
+from notifications.contracts import DeadLetterMessage
 from notifications.errors import NotificationError, PermanentError
 from notifications.ledger import Ledger
 from notifications.models import (
-    EVENT_TYPES,
     Channel,
     DomainEvent,
     EventEnvelope,
@@ -37,8 +37,6 @@ from notifications.queues import SEND_BATCH_SIZE, NotificationQueues
 from notifications.routing import ROUTING_TABLE, Subscription, plan_notifications
 from notifications.settings import FanOutSettings
 from notifications.verdicts import FailureClass
-
-MAX_ERROR_LENGTH = 1000
 
 
 class SubscriptionDirectory(Protocol):
@@ -91,27 +89,27 @@ class _Outcome:
     error: Exception | None = None
 
 
-def parse_event(event: Mapping[str, Any]) -> tuple[EventEnvelope, DomainEvent]:
-    """Validate an EventBridge event and its ``detail``; ``InvalidEvent`` names every bad field."""
+def parse_event(
+    event: Mapping[str, Any], sources: Collection[str] | None = None
+) -> tuple[EventEnvelope, DomainEvent]:
+    """Validate an EventBridge event and its ``detail`` against the event catalog (and its
+    ``source`` against ``sources`` when given); ``InvalidEvent`` names every bad field."""
     try:
         envelope = EventEnvelope.model_validate(event)
     except ValidationError as exc:
-        raise InvalidEvent("malformed_envelope", _describe(exc, prefix="")) from exc
-    model = EVENT_TYPES.get(envelope.detail_type)
-    if model is None or envelope.detail_type not in ROUTING_TABLE:
-        raise InvalidEvent(
-            "unknown_event_type",
-            f"detail-type {envelope.detail_type[:100]!r} has no route "
-            f"(known: {', '.join(sorted(ROUTING_TABLE))})",
-        )
+        raise InvalidEvent("malformed_envelope", describe(exc, prefix="")) from exc
     try:
-        return envelope, model.model_validate(envelope.detail)
-    except ValidationError as exc:
-        raise InvalidEvent("invalid_event", _describe(exc, prefix="detail.")) from exc
-
-
-def _describe(exc: ValidationError, prefix: str) -> str:
-    return describe_validation(exc, prefix)[:MAX_ERROR_LENGTH]
+        if sources is not None:
+            check_source(envelope.source, sources)
+        if envelope.detail_type not in ROUTING_TABLE:
+            raise CatalogError(
+                "unknown_event_type",
+                f"detail-type {envelope.detail_type[:100]!r} has no route "
+                f"(known: {', '.join(sorted(ROUTING_TABLE))})",
+            )
+        return envelope, validate_detail(envelope.detail_type, envelope.detail)
+    except CatalogError as exc:
+        raise InvalidEvent(exc.reason, exc.message) from exc
 
 
 class FanOut:
@@ -135,7 +133,7 @@ class FanOut:
         """One bare EventBridge event; an invalid one goes to EventsDLQ with its reason, any
         other failure raises."""
         try:
-            envelope, domain_event = parse_event(event)
+            envelope, domain_event = parse_event(event, self.settings.sources())
         except InvalidEvent as exc:
             return self._reject(json.dumps(event, default=str), event, exc, attempts=1)
         outcome = self._fan_out([_Accepted("event", envelope, domain_event)])["event"]
@@ -160,7 +158,7 @@ class FanOut:
             error = InvalidEvent("malformed_envelope", "the message body is not a JSON object")
             return self._reject(text, {}, error, attempts)
         try:
-            envelope, domain_event = parse_event(event)
+            envelope, domain_event = parse_event(event, self.settings.sources())
         except InvalidEvent as exc:
             return self._reject(text, event, exc, attempts)
         return _Accepted(message_id, envelope, domain_event)

@@ -92,3 +92,4 @@ class DeadLetterEntry:
     recipient: str | None = None
     user_id: str | None = None
     event_type: str | None = None
+    fallback_of: str | None = None  # a channel fallback's predecessor (notifications.fallback)

@@ -41,10 +41,28 @@ class Money(BaseModel):
     currency: CurrencyCode
 
 
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+# Detail fields every event type accepts besides its own (the producer contract,
+# docs/producers.md); they are not part of the data the templates see.
+ENVELOPE_FIELDS = frozenset({"idempotency_key", "schema_version"})
+
+
 class DomainEvent(BaseModel):
     """Base of the domain events: strict about what it accepts, frozen once built."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=4096)
+
+    # A producer's key for "this is the same event": notification ids derive from (source,
+    # type, key) instead of EventBridge's id, so a retried publish notifies once.
+    idempotency_key: IdempotencyKey | None = None
+    # The catalog version of the type the producer wrote (notifications.catalog); another
+    # version is rejected as unknown_event_type.
+    schema_version: int = Field(default=1, ge=1)
+
+    def data(self) -> dict[str, Any]:
+        """The event's own fields as JSON values: what routing hands the templates."""
+        return self.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
 
 
 class UserRegistered(DomainEvent):
@@ -148,12 +166,24 @@ class NotificationRequested(BaseModel):
     # preferences table per message. A critical notification ignores quiet hours.
     quiet_hours: QuietHours | None = None
     critical: bool = False
+    # The notification this one is the channel fallback of (notifications.fallback).
+    fallback_of: str | None = None
 
     @field_validator("notification_id")
     @classmethod
     def _uuid(cls, value: str) -> str:
         uuid.UUID(value)
         return value
+
+
+def event_identity(event_id: str, source: str, event_type: str, idempotency_key: str | None) -> str:
+    """What notification ids derive from: the producer's idempotency key scoped by (source,
+    type) when the event carries one, so every publish of it maps to the same ids; else
+    EventBridge's event id (each publish a new event)."""
+    if idempotency_key is None:
+        return event_id
+    name = "\x1f".join(("idempotency_key", source, event_type, idempotency_key))
+    return f"key:{uuid.uuid5(NOTIFICATION_ID_NAMESPACE, name)}"
 
 
 def notification_id(event_id: str, channel: Channel, recipient: str, template_id: str) -> str:

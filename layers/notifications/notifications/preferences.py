@@ -9,7 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from notifications.models import Channel, QuietHours
 
-__all__ = ["Preferences", "PreferencesStore", "QuietHours"]
+__all__ = ["ChangeStamp", "Preferences", "PreferencesStore", "QuietHours"]
+
+
+class ChangeStamp(BaseModel):
+    """Who changed the preferences last, when and how (the preference center writes it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: str  # ISO 8601, UTC
+    by: str  # "user" (through a signed link) or an operator
+    via: str  # one_click, page_save, page_unsubscribe_all
+
+
+def pair(category: str, channel: Channel) -> str:
+    """The key of one (category, channel) opt-out: ``order:email``."""
+    return f"{category}:{channel.value}"
 
 
 class Preferences(BaseModel):
@@ -25,6 +40,12 @@ class Preferences(BaseModel):
     quiet_hours: QuietHours | None = None
     # Addresses that hard-bounced or complained: never mailed again.
     suppressed_emails: frozenset[str] = frozenset()
+    # One category on one channel ("order:email"): the preference center's grid and one-click.
+    opted_out_pairs: frozenset[str] = frozenset()
+    last_change: ChangeStamp | None = None
+    # Per category, the user's own channel order: the category reaches them on the first
+    # channel of it they can be reached on, then falls back along it (notifications.fallback).
+    channel_chains: dict[str, tuple[Channel, ...]] = Field(default_factory=dict)
 
     def contact(self, channel: Channel) -> tuple[str, ...]:
         """The user's contact points on a channel (webhooks are per subscription, not per user)."""
@@ -41,6 +62,8 @@ class Preferences(BaseModel):
             return f"opted_out_channel:{channel.value}"
         if category in self.opted_out_categories:
             return f"opted_out_category:{category}"
+        if pair(category, channel) in self.opted_out_pairs:
+            return f"opted_out_category_channel:{pair(category, channel)}"
         return None
 
 

@@ -12,6 +12,7 @@ from notifications.models import (
     DomainEvent,
     EventEnvelope,
     NotificationRequested,
+    event_identity,
     notification_id,
 )
 from notifications.preferences import Preferences
@@ -29,6 +30,8 @@ class Route:
     webhooks: bool = False
     # Critical categories bypass quiet hours (never a hard opt-out).
     critical: bool = False
+    # SMS of this route end with a short signed "manage preferences" link (when it fits).
+    sms_manage_link: bool = False
 
 
 ROUTING_TABLE: Mapping[str, Route] = {
@@ -43,6 +46,7 @@ ROUTING_TABLE: Mapping[str, Route] = {
         category="order",
         channels=(Channel.EMAIL, Channel.SMS, Channel.PUSH),
         webhooks=True,
+        sms_manage_link=True,
     ),
     "PaymentReceived": Route(
         template_id="payment_received",
@@ -51,6 +55,22 @@ ROUTING_TABLE: Mapping[str, Route] = {
         webhooks=True,
         critical=True,
     ),
+}
+
+
+def sms_manage_link_categories() -> frozenset[str]:
+    """Categories whose SMS carry a "manage preferences" link (docs/channels.md)."""
+    return frozenset(r.category for r in ROUTING_TABLE.values() if r.sms_manage_link)
+
+
+# Channel fallback chains per category (notifications.fallback): where a notification goes
+# next when its channel cannot reach the user. A route sends on each of its channels at once,
+# so a chain only adds the channels its route does not have; a user's own chain
+# (Preferences.channel_chains) replaces both for its category: one channel at a time.
+FALLBACK_CHAINS: Mapping[str, tuple[Channel, ...]] = {
+    "account": (Channel.EMAIL, Channel.SMS, Channel.PUSH),
+    "order": (Channel.PUSH, Channel.SMS, Channel.EMAIL),
+    "payment": (Channel.PUSH, Channel.SMS, Channel.EMAIL),
 }
 
 
@@ -75,13 +95,16 @@ def plan_notifications(
     """Every notification an event asks for: one per (channel, recipient), each either to send
     or suppressed with its reason (opted out, no contact point)."""
     route = ROUTING_TABLE[envelope.detail_type]
-    data = event.model_dump(mode="json")
+    data = event.data()
+    identity = event_identity(
+        envelope.id, envelope.source, envelope.detail_type, event.idempotency_key
+    )
     user_id = data.get("user_id")
     locale = (preferences.locale if preferences else None) or data.get("locale") or "en"
 
     def request(channel: Channel, recipient: str, template_id: str) -> NotificationRequested:
         return NotificationRequested(
-            notification_id=notification_id(envelope.id, channel, recipient, template_id),
+            notification_id=notification_id(identity, channel, recipient, template_id),
             channel=channel,
             recipient=recipient,
             template_id=template_id,
@@ -99,7 +122,13 @@ def plan_notifications(
         )
 
     planned: list[PlannedNotification] = []
-    for channel in route.channels:
+    channels = route.channels
+    chain = preferences.channel_chains.get(route.category) if preferences else None
+    if preferences is not None and chain:
+        # The user's own chain: its first reachable channel only, the rest are fallbacks.
+        first, _ = first_reachable(chain, preferences, route.category)
+        channels = (first,) if first is not None else route.channels
+    for channel in channels:
         if channel is Channel.EMAIL and route.email_from_event:
             recipients: tuple[str, ...] = (str(data[route.email_from_event]),)
         else:
@@ -126,3 +155,20 @@ def plan_notifications(
             for s in subscriptions
         )
     return planned
+
+
+def first_reachable(
+    chain: tuple[Channel, ...], preferences: Preferences, category: str
+) -> tuple[Channel | None, tuple[str, ...]]:
+    """The first channel of ``chain`` the user can be reached on (a contact point, not opted
+    out), and the channels passed over with why."""
+    skipped: list[str] = []
+    for channel in chain:
+        opted_out = preferences.opt_out_reason(channel, category)
+        if opted_out is not None:
+            skipped.append(f"{channel.value}: {opted_out}")
+        elif not preferences.contact(channel):
+            skipped.append(f"{channel.value}: {NO_CONTACT_POINT}")
+        else:
+            return channel, tuple(skipped)
+    return None, tuple(skipped)

@@ -407,8 +407,9 @@ def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvide
     """One provider per channel (``registry.py``), built on first use, so a cold start loads
     only the libraries of the channel its batch holds (a batch comes from one channel queue).
     Wrapped in fault injection when ``FAILURE_RATE`` > 0: one ``random.Random(FAILURE_SEED)``
-    shared by all channels, drawn from in the order of sends, as when they were built eagerly."""
-    from notifications.channels.faults import FaultInjectingProvider
+    shared by all channels, drawn from in the order of sends, as when they were built eagerly;
+    or, with ``FAILURE_MODE=outage``, provider outages in whole windows (``channels/faults.py``)."""
+    from notifications.channels.faults import FaultInjectingProvider, OutageInjectingProvider
 
     def factory(channel: Channel) -> Callable[[], ChannelProvider]:
         return lambda: build_provider(channel, settings)
@@ -416,6 +417,9 @@ def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvide
     factories = {channel: factory(channel) for channel in Channel}
     if settings.failure_rate <= 0:
         return LazyProviders(factories)
+    if settings.failure_mode == "outage":
+        rate, seed = settings.failure_rate, settings.failure_seed or 0
+        return LazyProviders(factories, lambda p: OutageInjectingProvider(p, rate, seed))
     rng = random.Random(settings.failure_seed)
     return LazyProviders(
         factories, lambda provider: FaultInjectingProvider(provider, settings.failure_rate, rng)
@@ -510,6 +514,7 @@ def build_sender(settings: SenderSettings | None = None) -> Sender:
             backoff_multiplier=settings.backoff_multiplier,
             max_delay=settings.max_delay_seconds,
             jitter=settings.backoff_jitter,
+            rng=random.Random(settings.backoff_jitter_seed),
         ),
         queue_urls=urls_by_name(channel_urls),
         dlq_url=settings.notifications_dlq_url,

@@ -74,6 +74,14 @@ class FanOutSettings(BaseSettings, QueueSettings):
     events_dlq_url: str
     preferences_table: str
     webhook_subscriptions_table: str
+    # The template's EventSource (comma separated): an event from another source is rejected
+    # as unknown_source. Unset accepts any source (a bare `sam local invoke`).
+    event_sources: str | None = None
+
+    def sources(self) -> frozenset[str] | None:
+        if self.event_sources is None:
+            return None
+        return frozenset(s.strip() for s in self.event_sources.split(",") if s.strip())
 
 
 class SenderSettings(BaseSettings, QueueSettings):
@@ -91,8 +99,13 @@ class SenderSettings(BaseSettings, QueueSettings):
     backoff_multiplier: float = Field(default=2.0, ge=1)
     max_delay_seconds: float = Field(default=60.0, ge=0, le=43_200)
     backoff_jitter: bool = False
+    # Seeds the jitter's generator (tests and benchmarks, as FAILURE_SEED); unset: os.urandom.
+    backoff_jitter_seed: int | None = None
     failure_rate: float = Field(default=0.0, ge=0, le=1)
     failure_seed: int | None = None
+    # independent: each send fails with failure_rate (the breaker ignores those faults);
+    # outage: whole provider outages the breaker counts (channels/faults.py).
+    failure_mode: Literal["independent", "outage"] = "independent"
     rate_limit_per_minute: int = Field(default=100, ge=1)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_open_seconds: float = Field(default=60.0, gt=0)
@@ -102,6 +115,9 @@ class SenderSettings(BaseSettings, QueueSettings):
     batch_admission: bool = True
     ses_configuration_set: str | None = None
     unsubscribe_url: str | None = None
+    # The preference center (function URL) and its link signing keys; both set: signed links.
+    preference_center_url: str | None = None
+    preference_link_secret_arn: str | None = None
     sms_type: Literal["Transactional", "Promotional"] = "Transactional"
     sms_sender_id: str | None = None
     sms_max_segments: int = Field(default=3, ge=1, le=10)
@@ -123,7 +139,29 @@ class BreakerCheckSettings(BaseSettings, QueueSettings):
 
 class AlarmSettings(BaseSettings):
     alerts_topic_arn: str
+    # Channel fallback (notifications.fallback): the queues a successor goes to and the
+    # preferences it reads. Without them dead letters get no fallback.
+    preferences_table: str | None = None
+    queue_url_email: str | None = None
+    queue_url_sms: str | None = None
+    queue_url_push: str | None = None
+
+    def fallback_queue_urls(self) -> dict[Channel, str] | None:
+        urls = {
+            Channel.EMAIL: self.queue_url_email,
+            Channel.SMS: self.queue_url_sms,
+            Channel.PUSH: self.queue_url_push,
+        }
+        if any(url is None for url in urls.values()):
+            return None
+        return {channel: url for channel, url in urls.items() if url is not None}
 
 
 class FeedbackSettings(BaseSettings):
     preferences_table: str
+
+
+class PreferenceCenterSettings(BaseSettings):
+    preferences_table: str
+    # The Secrets Manager secret holding the link signing keys (notifications.preference_links).
+    preference_link_secret_arn: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifications.adapters.aws import table
 from notifications.adapters.dynamodb import conditional
@@ -22,9 +22,12 @@ from notifications.ledger import (
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested, NotificationStatus, utc_iso
 
+if TYPE_CHECKING:
+    from notifications.fallback import FallbackDecision
+
 
 def _base_attributes(request: NotificationRequested) -> dict[str, Any]:
-    return {
+    facts = {
         "channel": request.channel.value,
         "recipient_masked": mask_recipient(request.channel, request.recipient),
         "user_id": request.user_id or "-",
@@ -35,6 +38,9 @@ def _base_attributes(request: NotificationRequested) -> dict[str, Any]:
         "correlation_id": request.correlation_id,
         "occurred_at": utc_iso(request.occurred_at),
     }
+    if request.fallback_of is not None:  # a channel fallback (notifications.fallback)
+        facts["fallback_of"] = request.fallback_of
+    return facts
 
 
 def _description(request: NotificationRequested) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -344,6 +350,7 @@ class DynamoLedger:
             "recipient_masked": entry.recipient,
             "user_id": entry.user_id,
             "event_type": entry.event_type,
+            "fallback_of": entry.fallback_of,
         }
         for index, (name, value) in enumerate(optional.items()):
             if value:
@@ -355,6 +362,27 @@ class DynamoLedger:
             Key={"notification_id": entry.notification_id},
             UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until",
             ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def record_fallback(
+        self, notification_id: str, decision: FallbackDecision, now: datetime
+    ) -> None:
+        """On a dead letter's record: the channel fallback it got (``fallback_notification_id``,
+        ``fallback_channel``) or why none (``fallback_none``), and the chain's skipped channels."""
+        successor = decision.request
+        values: dict[str, Any] = {":now": utc_iso(now), ":skipped": list(decision.skipped)}
+        sets = ["fallback_decided_at = :now", "fallback_skipped = :skipped"]
+        if successor is not None:
+            values[":next"] = successor.notification_id
+            values[":channel"] = successor.channel.value
+            sets += ["fallback_notification_id = :next", "fallback_channel = :channel"]
+        else:
+            values[":none"] = decision.why_none or "none"
+            sets.append("fallback_none = :none")
+        self._table().update_item(
+            Key={"notification_id": notification_id},
+            UpdateExpression="SET " + ", ".join(sets),
             ExpressionAttributeValues=values,
         )
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from notifications.adapters.aws import resource, table
+from notifications.adapters.dynamodb import conditional
 from notifications.errors import RetryableError
 from notifications.models import Channel, QuietHours
 from notifications.preferences import (
@@ -65,6 +66,33 @@ class DynamoPreferencesStore:
         self._table().put_item(
             Item={"user_id": preferences.user_id, "document": preferences.model_dump_json()}
         )
+
+    def get_versioned(self, user_id: str) -> tuple[Preferences | None, str | None]:
+        """The preferences and their stored document (the version ``replace`` checks),
+        read consistently."""
+        item = self._table().get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None, None
+        document = str(item["document"])
+        return Preferences.model_validate_json(document), document
+
+    def replace(self, preferences: Preferences, expected_document: str | None) -> bool:
+        """Write ``preferences`` only if the stored document is still ``expected_document``
+        (None: no item yet), with one UpdateItem; False when another writer came first."""
+        condition = (
+            "attribute_not_exists(user_id)" if expected_document is None else "document = :old"
+        )
+        values: dict[str, Any] = {":doc": preferences.model_dump_json()}
+        if expected_document is not None:
+            values[":old"] = expected_document
+        response = conditional(
+            self._table().update_item,
+            Key={"user_id": preferences.user_id},
+            UpdateExpression="SET document = :doc",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
+        return response is not None
 
     def delete(self, user_id: str) -> bool:
         """Remove a user's preferences; False when there were none."""

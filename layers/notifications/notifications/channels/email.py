@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sesv2 import SESV2Client
 
+    from notifications.preference_links import PreferenceLinks
+
 # SES v2 accepts up to 40 MB per message; Lambda memory and the recipients' mail servers
 # (many refuse above 10-25 MB) make a smaller default bound the safer one.
 DEFAULT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
@@ -210,6 +212,31 @@ def _mixed_size(parts: list[bytes]) -> int:
     return head + sum(len(part) for part in parts) + (len(parts) + 1) * (boundary + 6)
 
 
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def _with_manage_link(text: str, html: str | None, url: str, locale: str) -> tuple[str, str | None]:
+    """The text and HTML bodies with a "manage preferences" link at their end (before
+    ``</body>`` in HTML)."""
+    from html import escape
+
+    from notifications.preference_links import link_text
+
+    label = link_text(locale, "manage")
+    text = f"{text.rstrip()}\n\n--\n{label}: {url}\n"
+    if html is None:
+        return text, None
+    footer = (
+        '<p style="font-size:12px;color:#666666;margin-top:24px">'
+        f'<a href="{escape(url, quote=True)}">{escape(label)}</a></p>'
+    )
+    ends = list(_BODY_END.finditer(html))
+    if ends:
+        cut = ends[-1].start()
+        return text, html[:cut] + footer + html[cut:]
+    return text, html + footer
+
+
 class AttachmentStore(Protocol):
     """Fetches an attachment's bytes. ``max_bytes`` is the space left in the message."""
 
@@ -271,7 +298,12 @@ class SesEmailProvider:
     """Sends one notification as one raw MIME message through SES v2 ``SendEmail``.
 
     ``unsubscribe_url`` may hold ``{user_id}``, ``{notification_id}`` and ``{category}``
-    placeholders (URL-quoted when filled in)."""
+    placeholders (URL-quoted when filled in).
+
+    ``links`` (the preference center's signed links): every email to a known user ends with a
+    "manage preferences" link, and, unless its category is critical or ``unsubscribe_url`` is
+    set (a team's own endpoint takes precedence), carries a signed one-click
+    ``List-Unsubscribe`` with ``List-Unsubscribe-Post`` (RFC 8058)."""
 
     def __init__(
         self,
@@ -283,6 +315,7 @@ class SesEmailProvider:
         unsubscribe_mailto: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         client_factory: Callable[[], SESV2Client] | None = None,
+        links: PreferenceLinks | None = None,
     ) -> None:
         if _CONTROL.search(sender) or "@" not in parseaddr(sender)[1]:
             raise ValueError("sender must be one address without control characters")
@@ -291,6 +324,7 @@ class SesEmailProvider:
         self.attachments = attachments
         self.unsubscribe_url = unsubscribe_url
         self.unsubscribe_mailto = unsubscribe_mailto
+        self.links = links
         self.max_message_bytes = max_message_bytes
         self._ses: LazyClient[SESV2Client] = LazyClient("sesv2", client_factory)
         self._from_header: str | None = None
@@ -315,14 +349,22 @@ class SesEmailProvider:
         unsubscribe = self._list_unsubscribe(request)
         if unsubscribe:
             headers.append(_list_header("List-Unsubscribe", unsubscribe))
-            if self.unsubscribe_url:
+            if self.unsubscribe_url or self._signed_one_click(request):
                 headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
         headers.append("MIME-Version: 1.0\r\n")
         head = "".join(headers).encode("ascii")
 
-        content = _text_entity("plain", message.text or "")
-        if message.html:
-            html = _text_entity("html", message.html)
+        text, html_body = message.text or "", message.html
+        if self.links is not None and request.user_id:
+            text, html_body = _with_manage_link(
+                text,
+                html_body,
+                self.links.manage_url(request.user_id, request.category),
+                request.locale,
+            )
+        content = _text_entity("plain", text)
+        if html_body:
+            html = _text_entity("html", html_body)
             content = _multipart_entity("alternative", [content, html])
         if not request.attachments:
             return self._bounded(head + content)
@@ -352,6 +394,16 @@ class SesEmailProvider:
             )
         return raw
 
+    def _signed_one_click(self, request: NotificationRequested) -> bool:
+        """Whether the preference center's signed one-click URL goes in List-Unsubscribe: a
+        team's own ``unsubscribe_url`` takes precedence, critical categories get none."""
+        return (
+            not self.unsubscribe_url
+            and self.links is not None
+            and bool(request.user_id)
+            and not request.critical
+        )
+
     def _list_unsubscribe(self, request: NotificationRequested) -> list[str]:
         targets = []
         if self.unsubscribe_url:
@@ -360,6 +412,9 @@ class SesEmailProvider:
                 notification_id=quote(request.notification_id, safe=""),
                 category=quote(request.category, safe=""),
             )
+            targets.append(f"<{header_safe(url)}>")
+        elif self.links is not None and self._signed_one_click(request):
+            url = self.links.unsubscribe_url(request.user_id or "", request.category)
             targets.append(f"<{header_safe(url)}>")
         if self.unsubscribe_mailto:
             targets.append(f"<mailto:{header_safe(self.unsubscribe_mailto)}>")

@@ -8,9 +8,24 @@ holds (a batch comes from one channel queue).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from notifications.channels.base import ChannelProvider
 from notifications.settings import SenderSettings
+
+if TYPE_CHECKING:
+    from notifications.preference_links import PreferenceLinks
+
+
+def preference_links(settings: SenderSettings) -> PreferenceLinks | None:
+    """Signed preference-center links, when the stack has the preference center."""
+    if not settings.preference_center_url or not settings.preference_link_secret_arn:
+        return None
+    from notifications.preference_links import PreferenceLinks, SecretsManagerLinkKeys
+
+    # Wall-clock cache expiry (not monotonic) so a controlled clock in tests ages it too.
+    keys = SecretsManagerLinkKeys(settings.preference_link_secret_arn, monotonic=time.time)
+    return PreferenceLinks(settings.preference_center_url, keys)
 
 
 def email(settings: SenderSettings) -> ChannelProvider:
@@ -21,16 +36,20 @@ def email(settings: SenderSettings) -> ChannelProvider:
         configuration_set=settings.ses_configuration_set,
         attachments=S3AttachmentStore() if settings.attachments_bucket else None,
         unsubscribe_url=settings.unsubscribe_url,
+        links=preference_links(settings),
     )
 
 
 def sms(settings: SenderSettings) -> ChannelProvider:
     from notifications.channels.sms import SnsSmsProvider
+    from notifications.routing import sms_manage_link_categories
 
     return SnsSmsProvider(
         sms_type=settings.sms_type,
         sender_id=settings.sms_sender_id,
         max_segments=settings.sms_max_segments,
+        links=preference_links(settings),
+        manage_link_categories=sms_manage_link_categories(),
     )
 
 

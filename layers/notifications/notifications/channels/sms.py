@@ -17,6 +17,8 @@ from notifications.models import NotificationRequested
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
+    from notifications.preference_links import PreferenceLinks
+
 Encoding = Literal["GSM-7", "UCS-2"]
 SmsType = Literal["Transactional", "Promotional"]
 OverLimit = Literal["reject", "truncate"]
@@ -134,6 +136,8 @@ class SnsSmsProvider:
         *,
         sender_id_unsupported: frozenset[str] = DEFAULT_SENDER_ID_UNSUPPORTED,
         client_factory: Callable[[], SNSClient] | None = None,
+        links: PreferenceLinks | None = None,
+        manage_link_categories: frozenset[str] = frozenset(),
     ) -> None:
         if sms_type not in ("Transactional", "Promotional"):
             raise ValueError("sms_type must be Transactional or Promotional")
@@ -148,6 +152,8 @@ class SnsSmsProvider:
         self.max_segments = max_segments
         self.over_limit = over_limit
         self.sender_id_unsupported = sender_id_unsupported
+        self.links = links
+        self.manage_link_categories = manage_link_categories
         self._sns: LazyClient[SNSClient] = LazyClient("sns", client_factory)
 
     def prepare(self, text: str) -> tuple[str, SegmentCount, bool]:
@@ -166,6 +172,21 @@ class SnsSmsProvider:
         cut = truncate_to_segments(text, self.max_segments)
         return cut, count_segments(cut), True
 
+    def with_manage_link(self, request: NotificationRequested, text: str) -> str:
+        """``text`` and a short signed "manage preferences" link, for the categories that
+        allow one and only when both still fit ``max_segments`` (else the text alone)."""
+        if (
+            self.links is None
+            or not request.user_id
+            or request.category not in self.manage_link_categories
+        ):
+            return text
+        from notifications.preference_links import link_text
+
+        url = self.links.manage_url(request.user_id, request.category)
+        linked = f"{text.rstrip()}\n{link_text(request.locale, 'sms')}: {url}"
+        return linked if count_segments(linked).segments <= self.max_segments else text
+
     def attributes(self, number: str) -> dict[str, Any]:
         attributes: dict[str, Any] = {
             "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": self.sms_type}
@@ -182,7 +203,7 @@ class SnsSmsProvider:
 
     def send(self, request: NotificationRequested, message: RenderedMessage) -> ProviderReceipt:
         number = validate_phone(request.recipient)
-        text, count, truncated = self.prepare(message.text)
+        text, count, truncated = self.prepare(self.with_manage_link(request, message.text))
         try:
             response = self._sns().publish(
                 PhoneNumber=number, Message=text, MessageAttributes=self.attributes(number)
