@@ -41,9 +41,9 @@ def create_idempotency_table(dynamodb: Any) -> None:
 
 class BaselineFanOut:
     def __init__(self) -> None:
-        from notifications.aws import client, table
+        from notifications.adapters.aws import client, table
+        from notifications.adapters.preferences import DynamoPreferencesStore
         from notifications.channels.webhook import DynamoSubscriptionStore
-        from notifications.preferences import DynamoPreferencesStore
         from notifications.settings import FanOutSettings
 
         self.settings = FanOutSettings.from_env()
@@ -114,7 +114,7 @@ class BaselineSender:
             idempotent_function,
         )
 
-        from notifications.aws import client, table
+        from notifications.adapters.aws import client, table
         from notifications.sending import build_providers
         from notifications.settings import SenderSettings
         from notifications.templates import TemplateRenderer

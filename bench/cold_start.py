@@ -57,7 +57,7 @@ HANDLER_CODE = """
 import time, sys
 t0, c0 = time.perf_counter(), time.process_time()
 import app
-from notifications.aws import client, resource
+from notifications.adapters.aws import client, resource
 for kind, _, service in (s.partition(":") for s in sys.argv[1:]):
     (client if kind == "client" else resource)(service)
 #FIRST_USE
@@ -69,7 +69,7 @@ print(time.perf_counter() - t0, time.process_time() - c0)
 FIRST_EMAIL = """
 from datetime import UTC, datetime
 from notifications.models import Channel, NotificationRequested
-from notifications.sending import validate_recipient
+from notifications.registry import validate_recipient
 at = datetime(2025, 1, 1, tzinfo=UTC)
 request = NotificationRequested(
     notification_id="00000000-0000-4000-8000-000000000001", channel=Channel.EMAIL,
@@ -77,7 +77,7 @@ request = NotificationRequested(
     data={"name": "Alice", "user_id": "user-1"}, event_id="evt-1", event_type="UserRegistered",
     correlation_id="evt-1", occurred_at=at, requested_at=at,
 )
-validate_recipient(request)
+validate_recipient(request.channel, request.recipient)
 app.sender.providers[Channel.EMAIL].build_message(request, app.sender.renderer.render(request))
 """
 

@@ -289,7 +289,7 @@ def local_stack(
     injected faults are seeded with ``FAILURE_SEED``."""
     from moto import mock_aws
 
-    from notifications.aws import reset_clients
+    from notifications.adapters.aws import reset_clients
     from notifyctl.demo import seed_users
     from notifyctl.local.application import prepare
     from notifyctl.local.stack import deploy

@@ -127,7 +127,7 @@ def run(
 
 
 def _sent_in_ledger(stack: Any) -> int:
-    from notifications.ledger import DynamoLedger
+    from notifications.adapters.ledger import DynamoLedger
 
     ledger = DynamoLedger(stack.physical_id("LedgerTable"))
     return sum(1 for _ in ledger.by_status("SENT"))

@@ -57,7 +57,7 @@ class Timing:
 
 def sqs_events(stack: Any, count: int) -> list[dict[str, Any]]:
     """``count`` welcome notifications enqueued and received, as SQS events of ten."""
-    from notifications.queues import SqsQueues
+    from notifications.adapters.sqs import SqsQueues
     from notifyctl.local.pollers import sqs_event_record
 
     url = stack.queue_url("EmailQueue")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from notifications.models import Channel
+from notifications.registry import CHANNELS
 from notifications.routing import ROUTING_TABLE
 from notifications.templates import TEMPLATE_ROOT
 
@@ -27,8 +28,8 @@ class ChoiceError(ValueError):
 
 
 def channels() -> list[str]:
-    """Every delivery channel (dead letters, metrics)."""
-    return [channel.value for channel in Channel]
+    """Every delivery channel (dead letters, metrics), as the channel registry names them."""
+    return [spec.label for spec in CHANNELS.values()]
 
 
 def preference_channels() -> list[str]:

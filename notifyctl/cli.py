@@ -796,7 +796,7 @@ USER_ID_HELP = "The user's id, exactly as the events carry it."
 
 
 def _preferences() -> Any:
-    from notifications.preferences import DynamoPreferencesStore
+    from notifications.adapters.preferences import DynamoPreferencesStore
 
     return on_target(lambda t: DynamoPreferencesStore(t.output("PreferencesTableName")))
 

@@ -15,6 +15,7 @@ from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 
+from notifications.registry import CHANNELS as CHANNEL_SPECS
 from notifyctl import choices
 
 SETTLED = {"SENT", "DEAD_LETTERED"}
@@ -275,7 +276,7 @@ def render(dashboard: Dashboard, console: Console) -> None:
 
 def collect(target: Any, since: datetime | None = None) -> Dashboard:
     """The dashboard of a stack (``notifyctl.target.StackTarget``)."""
-    from notifications.ledger import DynamoLedger
+    from notifications.adapters.ledger import DynamoLedger
     from notifyctl.dead_letter_queues import (
         depth,
         describe_events_dlq_message,
@@ -303,7 +304,7 @@ def collect(target: Any, since: datetime | None = None) -> Dashboard:
 
 METRIC_WINDOW = timedelta(days=1)  # without --since, CloudWatch totals cover the last day
 CHANNELS = tuple(choices.channels())
-CHANNEL_QUEUES = ("EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue")
+CHANNEL_QUEUES = tuple(spec.queue_id for spec in CHANNEL_SPECS.values())
 
 
 def metric_totals(cloudwatch: Any, since: datetime | None) -> dict[str, dict[str, float]]:

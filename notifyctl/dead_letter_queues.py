@@ -18,7 +18,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-REDRIVEN_REASON = "max_receive_count_exceeded"
+from notifications.contracts import REDRIVEN_BY_SQS, DeadLetterMessage
+
+REDRIVEN_REASON = REDRIVEN_BY_SQS
 
 
 def _attribute(message: dict[str, Any], name: str) -> str | None:
@@ -64,9 +66,9 @@ def describe_events_dlq_message(
         reason = str(_attribute(message, "ERROR_CODE"))
         error = str(_attribute(message, "ERROR_MESSAGE") or "")
     elif _attribute(message, "reason"):  # rejected by the fan-out's validation
+        letter = DeadLetterMessage.from_message(message)
         event, origin = body, "rejected by fan-out"
-        reason = str(_attribute(message, "reason"))
-        error = _attribute(message, "error") or ""
+        reason, error = letter.reason, letter.error
     else:  # moved by FanOutQueue's redrive: the fan-out kept failing on it
         event, origin = body, "fan-out failed (FanOutQueue redrive)"
         reason = REDRIVEN_REASON

@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from notifications.aws import reset_clients
+from notifications.adapters.aws import reset_clients
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.channels.webhook import (
     DynamoSubscriptionStore,
     SecretsManagerSigningKeys,
     WebhookSubscription,
 )
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 from notifyctl.dashboard import Dashboard, collect
 from notifyctl.local.application import prepare
 from notifyctl.local.clock import Clock

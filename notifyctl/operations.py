@@ -12,21 +12,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.sqs import SqsQueues
 from notifications.errors import RetryableError
-from notifications.ledger import DynamoLedger
-from notifications.models import Channel, NotificationRequested, NotificationStatus
-from notifications.queues import SqsQueues
+from notifications.models import NotificationRequested, NotificationStatus
+from notifications.registry import CHANNELS
 from notifyctl.dead_letter_queues import describe_events_dlq_message, fan_out_max_receives
 from notifyctl.errors import OperationError
 from notifyctl.ids import resolve_all
 from notifyctl.target import StackTarget
 
-QUEUE_OUTPUTS = {
-    Channel.EMAIL: "EmailQueueUrl",
-    Channel.SMS: "SmsQueueUrl",
-    Channel.PUSH: "PushQueueUrl",
-    Channel.WEBHOOK: "WebhookQueueUrl",
-}
+QUEUE_OUTPUTS = {channel: spec.queue_url_output for channel, spec in CHANNELS.items()}
 RECEIVE_VISIBILITY = 30  # seconds an EventsDLQ message stays hidden while an operator reads it
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from notifications.aws import reset_clients
+from notifications.adapters.aws import reset_clients
 from notifyctl.local.application import prepare, use_local_environment
 from notifyctl.local.clock import RealClock
 from notifyctl.local.emf import MetricDatum

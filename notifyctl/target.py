@@ -27,7 +27,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
 from botocore.session import Session as BotocoreSession
 
-from notifications.aws import reset_clients
+from notifications.adapters.aws import reset_clients
 from notifyctl.errors import OperationError, UsageError
 
 LOCAL_STACK_NAME = "notifications-local"

@@ -35,7 +35,7 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from notifications.aws import reset_clients  # noqa: E402
+from notifications.adapters.aws import reset_clients  # noqa: E402
 from notifyctl.local.clock import ControlledClock  # noqa: E402
 from notifyctl.local.stack import LocalStack, deploy  # noqa: E402
 from tests.properties import load_profile  # noqa: E402

@@ -23,7 +23,7 @@ fan_out = build_fan_out()
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "Records" in event:
-        return fan_out.handle_batch(event["Records"]).response()
+        return fan_out.process_batch(event, context)
     result = fan_out.handle(event)
     return {
         "event_id": result.event_id,

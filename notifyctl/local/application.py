@@ -52,7 +52,7 @@ def embedded_aws(server: bool = False) -> Iterator[str | None]:
     from moto import mock_aws
     from moto.server import ThreadedMotoServer
 
-    from notifications.aws import reset_clients
+    from notifications.adapters.aws import reset_clients
 
     if not server:
         with mock_aws():

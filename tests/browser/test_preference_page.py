@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from notifications.ledger import DynamoLedger
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.preferences import Preferences
 from notifyctl.local.function_urls import serve_function_urls
 from tests.observe import sent_emails, sms_messages
 from tests.samples import load_event

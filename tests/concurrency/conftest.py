@@ -11,7 +11,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from notifications.aws import reset_clients
+from notifications.adapters.aws import reset_clients
 from notifyctl.local.application import prepare
 from notifyctl.local.clock import ControlledClock
 from notifyctl.local.pollers import SqsEventSourcePoller

@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
+from notifications.adapters.sqs import SqsQueues
 from notifications.models import Channel, NotificationRequested, notification_id
-from notifications.queues import SqsQueues
 from notifyctl.local.stack import LocalStack
 from notifyctl.subscriptions import Webhooks
 from notifyctl.target import StackTarget

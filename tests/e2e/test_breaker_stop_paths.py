@@ -7,7 +7,7 @@ from notifications.channels.sms import SnsSmsProvider
 from notifications.circuit_breaker import BreakerCheck, CheckResult
 from notifications.errors import RetryableError
 from notifications.models import Channel
-from notifications.sending import Sender
+from notifications.stages import BreakerStage
 from tests.e2e.test_policy_circuit_breaker import mapping_state
 from tests.reliability.helpers import enqueue, set_mapping, welcome
 
@@ -47,7 +47,7 @@ def test_the_breaker_check_stops_and_resumes_polling_a_sender_failed_to_stop(
     # switch polling off (its UpdateEventSourceMapping call never happens)
     stack = deploy_stack(**BREAKER)
     sms_provider_down(monkeypatch)
-    monkeypatch.setattr(Sender, "_stop_polling", lambda self, request, queue_arn, until: None)
+    monkeypatch.setattr(BreakerStage, "_stop_polling", lambda self, channel, queue_arn, until: None)
     enqueue(stack, [welcome(n, Channel.SMS) for n in range(3)])
     stack.pump()
     assert mapping_state(stack, "SmsQueue") == "Enabled"

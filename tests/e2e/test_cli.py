@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from notifications.aws import reset_clients
+from notifications.adapters.aws import reset_clients
+from notifications.adapters.sqs import SqsQueues
 from notifications.channels.email import SesEmailProvider
 from notifications.errors import PermanentError
-from notifications.queues import SqsQueues
 from notifyctl.cli import app
 from notifyctl.dashboard import compute, render
 from notifyctl.demo import run_demo

@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from notifications.adapters.sqs import SqsQueues
 from notifications.channels.email import SesEmailProvider
 from notifications.errors import RetryableError
-from notifications.queues import SqsQueues
 from notifyctl.cli import app
 from notifyctl.dashboard import compute, percentile
 from tests.samples import welcome

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from notifications.adapters.ledger import DynamoLedger
 from notifications.channels.webhook import (
     DynamoSubscriptionStore,
     SecretsManagerSigningKeys,
     WebhookSubscription,
 )
-from notifications.ledger import DynamoLedger
 from notifications.models import Channel, NotificationRequested, QuietHours, notification_id
 from notifications.templates import TemplateRenderer
 from tests.reliability.helpers import (

@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from notifications.adapters.ledger import DynamoLedger
 from notifications.channels.email import SesEmailProvider
 from notifications.errors import RetryableError
-from notifications.ledger import DynamoLedger
 from notifyctl.cli import app
 from tests.observe import sent_emails
 from tests.samples import load_event, welcome
@@ -34,7 +34,7 @@ def dead_letters(stack, monkeypatch):
 
     with monkeypatch.context() as outage:
         outage.setattr(SesEmailProvider, "send", timeout)
-        from notifications.queues import SqsQueues
+        from notifications.adapters.sqs import SqsQueues
 
         SqsQueues().enqueue(stack.queue_url("EmailQueue"), [welcome(n) for n in range(3)])
         stack.drain()

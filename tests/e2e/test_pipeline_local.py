@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
 from notifyctl.demo import original_events, run_demo
 from tests.conftest import START
 from tests.integration.test_sender_backoff import all_messages, subscribe_alerts

@@ -1,9 +1,10 @@
 """Circuit breaker, end to end: a 10-minute SMS provider outage on the local stack."""
 
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.channels.sms import SnsSmsProvider
 from notifications.errors import RetryableError
-from notifications.ledger import DynamoLedger
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 from tests.observe import sent_emails, sms_messages
 
 OUTAGE_SECONDS = 600

@@ -2,8 +2,9 @@
 
 from datetime import UTC, datetime
 
-from notifications.ledger import DynamoLedger
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.preferences import Preferences
 from tests.observe import sent_emails
 
 USER = "user-123"

@@ -4,7 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
 from notifyctl.cli import app
 from tests.samples import load_event
 

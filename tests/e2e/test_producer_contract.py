@@ -6,9 +6,10 @@ import json
 
 from typer.testing import CliRunner
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.models import OrderPlaced
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 from notifications.publishing import Publisher
 from notifyctl.cli import app
 from tests.observe import push_messages, sent_emails, sms_messages

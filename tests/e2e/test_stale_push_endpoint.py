@@ -1,7 +1,8 @@
 """A push endpoint SNS reports disabled is dead-lettered once and dropped from preferences."""
 
-from notifications.ledger import DynamoLedger
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.preferences import Preferences
 from tests.samples import load_event
 
 

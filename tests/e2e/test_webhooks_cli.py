@@ -10,7 +10,8 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from typer.testing import CliRunner
 
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.preferences import Preferences
 from notifyctl.cli import app
 from tests.samples import load_event
 

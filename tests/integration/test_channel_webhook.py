@@ -131,7 +131,7 @@ def webhooks(moto_account: None) -> Webhooks:
 
     store = DynamoSubscriptionStore(
         TABLE,
-        client_factory=lambda: boto3.client("dynamodb", region_name=REGION),
+        resource_factory=lambda: boto3.resource("dynamodb", region_name=REGION),
         clock=lambda: NOW,
     )
     monotonic = Monotonic()

@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.models import Channel
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 from tests.samples import load_event, welcome
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@ events/README.md documents."""
 
 import json
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
 from tests.integration.test_sender_backoff import all_messages, subscribe_alerts
 from tests.observe import sent_emails, sms_messages
 from tests.samples import EVENTS, load_event

@@ -2,8 +2,9 @@
 
 import json
 
-from notifications.ledger import DynamoLedger
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.preferences import Preferences
 from tests.samples import load_event
 
 QUEUES = {"email": "EmailQueue", "sms": "SmsQueue", "push": "PushQueue", "webhook": "WebhookQueue"}

@@ -14,7 +14,8 @@ import pytest
 from botocore.client import BaseClient
 from typer.testing import CliRunner
 
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.preferences import Preferences
 from notifyctl.cli import app
 from notifyctl.local.pollers import SqsEventSourcePoller
 from tests.samples import load_event, phone

@@ -5,10 +5,10 @@ from datetime import datetime
 
 import pytest
 
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.sqs import SqsQueues
 from notifications.channels.email import SesEmailProvider
-from notifications.ledger import DynamoLedger
 from notifications.models import utc_iso
-from notifications.queues import SqsQueues
 from notifyctl.local.pollers import sqs_event_record
 from tests.observe import sent_emails
 from tests.samples import load_event, welcome

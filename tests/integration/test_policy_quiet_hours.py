@@ -5,9 +5,10 @@ The clock starts at 2026-11-28 12:00 UTC, which is 07:00 in New York.
 
 from datetime import time
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.models import QuietHours
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 from tests.observe import sent_emails, sms_messages
 from tests.samples import load_event
 

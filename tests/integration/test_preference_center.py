@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 
 import boto3
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.models import Channel
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 from notifyctl.local.function_urls import function_url_event
 from tests.observe import sent_emails, sms_messages
 from tests.samples import load_event

@@ -8,8 +8,9 @@ import boto3
 import pytest
 from botocore.client import BaseClient
 
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.errors import RetryableError
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 
 TABLE = "preferences-test"
 _original_call = BaseClient._make_api_call

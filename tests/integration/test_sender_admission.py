@@ -6,10 +6,10 @@ from collections import Counter
 import botocore.client
 import pytest
 
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.sqs import SqsQueues
 from notifications.channels.email import SesEmailProvider
 from notifications.errors import RetryableError
-from notifications.ledger import DynamoLedger
-from notifications.queues import SqsQueues
 from tests.observe import sent_emails
 from tests.samples import welcome
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
 from notifications.retry import RetryConfig
 from tests.observe import sent_emails
 from tests.samples import load_event

@@ -1,7 +1,7 @@
 """A batch carries on past a bad message; a duplicate delivery never sends twice."""
 
-from notifications.ledger import DynamoLedger
-from notifications.queues import SqsQueues
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.sqs import SqsQueues
 from tests.integration.test_sender_backoff import all_messages, depth, set_mapping
 from tests.observe import sent_emails
 from tests.samples import welcome

@@ -9,9 +9,9 @@ from typing import Any
 
 from moto.backends import get_backend
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.sqs import SqsQueues
 from notifications.models import Channel, NotificationRequested
-from notifications.queues import SqsQueues
 from notifyctl.local.stack import LocalStack
 from tests.samples import phone, welcome
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from notifications.adapters.ledger import DynamoLedger
 from notifications.channels.email import SesEmailProvider
-from notifications.ledger import DynamoLedger
 from notifications.models import Channel
 from notifications.templates import TemplateRenderer
 from tests.reliability.helpers import (

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.sqs import SqsQueues
 from notifications.channels.email import SesEmailProvider
 from notifications.errors import PermanentError
-from notifications.ledger import DynamoLedger
-from notifications.queues import SqsQueues
 from tests.reliability.helpers import (
     dead_letters_recorded,
     enqueue,

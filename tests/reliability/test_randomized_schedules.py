@@ -22,12 +22,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
+from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.adapters.sqs import SqsQueues
 from notifications.channels.email import SesEmailProvider
 from notifications.channels.sms import SnsSmsProvider
 from notifications.errors import PermanentError, RetryableError
 from notifications.models import Channel
-from notifications.preferences import DynamoPreferencesStore, Preferences
-from notifications.queues import SqsQueues
+from notifications.preferences import Preferences
 from tests.properties import examples
 from tests.reliability.helpers import QUEUE_OF, ledger_items, queue_depth, set_mapping
 

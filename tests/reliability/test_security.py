@@ -15,13 +15,14 @@ from collections.abc import Sequence
 
 import pytest
 
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.channels.webhook import (
     DynamoSubscriptionStore,
     SecretsManagerSigningKeys,
     WebhookSubscription,
 )
 from notifications.models import Channel
-from notifications.preferences import DynamoPreferencesStore, Preferences
+from notifications.preferences import Preferences
 from notifyctl.webhook_receiver import WebhookReceiver
 from tests.observe import push_messages, sent_emails, sms_messages
 from tests.reliability.helpers import (

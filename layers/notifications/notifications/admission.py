@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
-from notifications.aws import table
 from notifications.ledger import AttemptClaim, Claim
 from notifications.models import NotificationRequested
 from notifications.rate_limit import RateLimiter, RateSlot
@@ -70,24 +67,6 @@ class ClaimActions(Protocol):
 
 class CounterActions(Protocol):
     def add_action(self, slot: RateSlot, count: int, limit: int) -> dict[str, Any]: ...
-
-
-class DynamoTransactions:
-    """``TransactWriteItems`` through the DynamoDB resource's client (typed Python values)."""
-
-    def write(self, actions: Sequence[Mapping[str, Any]], token: str) -> list[str] | None:
-        dynamodb = table(str(actions[0]["TableName"])).meta.client
-        try:
-            dynamodb.transact_write_items(
-                TransactItems=[{"Update": dict(action)} for action in actions],
-                ClientRequestToken=token,
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []
-            return [str(reason.get("Code") or NOT_FAILED) for reason in reasons]
-        return None
 
 
 class BatchAdmission:

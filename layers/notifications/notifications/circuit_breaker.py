@@ -19,14 +19,10 @@ Permanent failures (an invalid number, a 4xx) mean the provider answered: they d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
-from botocore.exceptions import ClientError
-
-from notifications.aws import client, table
 from notifications.models import Channel
 
 BREAKER_KEY = "breaker"
@@ -82,8 +78,6 @@ class BreakerStore(Protocol):
 
 class CircuitBreaker:
     """Stage of the sender."""
-
-    reason = "circuit_open"
 
     def __init__(self, store: BreakerStore, threshold: int, open_seconds: float) -> None:
         if threshold < 1 or open_seconds <= 0:
@@ -151,119 +145,6 @@ class CircuitBreaker:
         return None
 
 
-def _time(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(float(value), tz=UTC) if value is not None else None
-
-
-def _record(item: dict[str, Any] | None) -> BreakerRecord:
-    if not item:
-        return BreakerRecord()
-    return BreakerRecord(
-        state=BreakerState(item.get("state", BreakerState.CLOSED.value)),
-        failures=int(item.get("failures", 0)),
-        open_until=_time(item.get("open_until")),
-        trial_until=_time(item.get("trial_until")),
-        mapping_disabled=bool(item.get("mapping_disabled", False)),
-    )
-
-
-def _epoch(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
-class DynamoBreakerStore:
-    """Breaker items in the policy state table. Times are epoch seconds (whole seconds; the
-    open period is rounded up by at most one second)."""
-
-    def __init__(self, table_name: str) -> None:
-        self.table_name = table_name
-
-    def _table(self) -> Any:
-        return table(self.table_name)
-
-    def _key(self, channel: Channel) -> dict[str, str]:
-        return {"pk": BREAKER_KEY, "sk": channel.value}
-
-    def read(self, channel: Channel) -> BreakerRecord:
-        return _record(self._table().get_item(Key=self._key(channel)).get("Item"))
-
-    def _conditional(self, **kwargs: Any) -> dict[str, Any] | None:
-        try:
-            response: dict[str, Any] = self._table().update_item(**kwargs)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise
-        return response
-
-    def claim_trial(self, channel: Channel, now: datetime, until: datetime) -> bool:
-        return (
-            self._conditional(
-                Key=self._key(channel),
-                UpdateExpression="SET trial_until = :until",
-                ConditionExpression=(
-                    "#s = :open AND open_until <= :now AND "
-                    "(attribute_not_exists(trial_until) OR trial_until < :now)"
-                ),
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={
-                    ":open": BreakerState.OPEN.value,
-                    ":now": Decimal(str(round(now.timestamp(), 3))),
-                    ":until": _epoch(until) + 1,
-                },
-            )
-            is not None
-        )
-
-    def add_failure(self, channel: Channel) -> BreakerRecord:
-        response = self._table().update_item(
-            Key=self._key(channel),
-            UpdateExpression="ADD failures :one SET #s = if_not_exists(#s, :closed)",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":one": 1, ":closed": BreakerState.CLOSED.value},
-            ReturnValues="ALL_NEW",
-        )
-        return _record(response.get("Attributes"))
-
-    def open(self, channel: Channel, until: datetime, now: datetime, from_trial: bool) -> bool:
-        values: dict[str, Any] = {
-            ":open": BreakerState.OPEN.value,
-            ":until": _epoch(until) + 1,
-            ":yes": True,
-        }
-        condition = "attribute_not_exists(#s) OR #s <> :open"
-        if from_trial:
-            condition = "#s = :open"
-        return (
-            self._conditional(
-                Key=self._key(channel),
-                UpdateExpression=(
-                    "SET #s = :open, open_until = :until, mapping_disabled = :yes "
-                    "REMOVE trial_until"
-                ),
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues=values,
-            )
-            is not None
-        )
-
-    def close(self, channel: Channel) -> None:
-        self._table().update_item(
-            Key=self._key(channel),
-            UpdateExpression="SET #s = :closed, failures = :zero REMOVE open_until, trial_until",
-            ExpressionAttributeNames={"#s": "state"},
-            ExpressionAttributeValues={":closed": BreakerState.CLOSED.value, ":zero": 0},
-        )
-
-    def set_mapping_disabled(self, channel: Channel, disabled: bool) -> None:
-        self._table().update_item(
-            Key=self._key(channel),
-            UpdateExpression="SET mapping_disabled = :flag",
-            ExpressionAttributeValues={":flag": disabled},
-        )
-
-
 # -- polling on and off ----------------------------------------------------------------------
 
 
@@ -273,40 +154,6 @@ class EventSourceMappings(Protocol):
     def queue_arns(self) -> list[str]: ...
     def is_enabled(self, queue_arn: str) -> bool: ...
     def set_enabled(self, queue_arn: str, enabled: bool) -> None: ...
-
-
-class LambdaEventSourceMappings:
-    """Lambda API adapter; mapping UUIDs are looked up once per process."""
-
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self._uuids: dict[str, str] | None = None
-
-    def _mappings(self) -> dict[str, str]:
-        if self._uuids is None:
-            uuids: dict[str, str] = {}
-            kwargs: dict[str, Any] = {"FunctionName": self.function_name}
-            while True:
-                page = client("lambda").list_event_source_mappings(**kwargs)
-                for mapping in page.get("EventSourceMappings", []):
-                    uuids[mapping["EventSourceArn"]] = mapping["UUID"]
-                if not page.get("NextMarker"):
-                    break
-                kwargs["Marker"] = page["NextMarker"]
-            self._uuids = uuids
-        return self._uuids
-
-    def queue_arns(self) -> list[str]:
-        return sorted(self._mappings())
-
-    def is_enabled(self, queue_arn: str) -> bool:
-        mapping = client("lambda").get_event_source_mapping(UUID=self._mappings()[queue_arn])
-        return mapping.get("State") not in ("Disabled", "Disabling")
-
-    def set_enabled(self, queue_arn: str, enabled: bool) -> None:
-        client("lambda").update_event_source_mapping(
-            UUID=self._mappings()[queue_arn], Enabled=enabled
-        )
 
 
 # -- the scheduled check ---------------------------------------------------------------------
@@ -359,6 +206,8 @@ class BreakerCheck:
 
 def build_breaker_check() -> BreakerCheck:
     """Wire the breaker check from the environment, once per cold start."""
+    from notifications.adapters.event_source_mappings import LambdaEventSourceMappings
+    from notifications.adapters.policy_state import DynamoBreakerStore
     from notifications.queues import queue_name
     from notifications.settings import BreakerCheckSettings
 

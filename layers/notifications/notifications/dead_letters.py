@@ -3,20 +3,20 @@
 A dead letter reaches NotificationsDLQ two ways: the sender gave up on it (message attributes
 carry ``reason``, ``error``, ``failure_class``, ``attempts``), or SQS redrove it after
 ``maxReceiveCount`` receives without a verdict (a crashed or timed-out sender; no attributes).
+Both are read by the one contract, ``contracts.DeadLetterMessage.from_record``.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from notifications.alerts import Alerts
-from notifications.batch import PartialBatchResponse, SqsRecord, process_partially, sqs_records
+from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
+from notifications.contracts import DeadLetterMessage, MalformedMessage, parse_request
 from notifications.fallback import FallbackLedger, FallbackTrigger
 from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
@@ -24,37 +24,31 @@ from notifications.models import NotificationRequested
 from notifications.observability import ChannelMetrics, logger
 from notifications.settings import AlarmSettings
 
-REDRIVEN_BY_SQS = "max_receive_count_exceeded"
 UNPARSEABLE_NAMESPACE = uuid.UUID("0b3f7c52-8a51-4e7f-9f0c-1d2b3a4c5d6e")
 
 
 def entry_from_record(record: SqsRecord) -> DeadLetterEntry:
     """What the ledger keeps about one dead letter, masked where it names a person."""
-    attributes = record.attributes
-    receive_count = record.receive_count
+    letter = DeadLetterMessage.from_record(record)
     try:
-        request: NotificationRequested | None = NotificationRequested.model_validate_json(
-            record.body
-        )
-    except ValidationError:
+        request: NotificationRequested | None = parse_request(record.body)
+    except MalformedMessage:
         request = None
     if request is not None:
         notification_id = request.notification_id
     else:  # unparseable: keyed by the DLQ message so the record is still unique and findable
-        notification_id = attributes.get("notification_id") or str(
+        notification_id = letter.notification_id or str(
             uuid.uuid5(UNPARSEABLE_NAMESPACE, record.message_id)
         )
-    reason = attributes.get("reason") or REDRIVEN_BY_SQS
     return DeadLetterEntry(
         notification_id=notification_id,
-        reason=reason,
-        error=attributes.get("error")
-        or "the sender did not settle it within maxReceiveCount receives (crash or timeout)",
-        failure_class=attributes.get("failure_class") or "exhausted",
+        reason=letter.reason,
+        error=letter.error,
+        failure_class=letter.failure_class.value,
         payload=record.body,
-        receive_count=int(attributes.get("attempts") or receive_count),
+        receive_count=letter.attempts,
         dlq_message_id=record.message_id,
-        channel=request.channel.value if request else attributes.get("channel"),
+        channel=request.channel.value if request else letter.channel,
         recipient=mask_recipient(request.channel, request.recipient) if request else None,
         user_id=request.user_id if request else None,
         event_type=request.event_type if request else None,
@@ -78,40 +72,14 @@ class DeadLetterRecorder:
         self.fallback = fallback
 
     def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
-        recorded: list[DeadLetterEntry] = []
-        metrics = ChannelMetrics()
+        return run_batch(event, DeadLetterBatch(self))
 
-        def record_one(record: SqsRecord) -> None:
-            entry = entry_from_record(record)
-            self.ledger.record_dead_lettered(entry, self.clock())
-            if self.fallback is not None:
-                self._fall_back(entry)
-            recorded.append(entry)
-            metrics.count("DeadLettered", entry.channel or "unknown")
-            logger.error(
-                "notification dead-lettered",
-                extra={
-                    "notification_id": entry.notification_id,
-                    "channel": entry.channel,
-                    "reason": entry.reason,
-                    "attempts": entry.receive_count,
-                },
-            )
-
-        response = process_partially(sqs_records(event), record_one)
-        metrics.flush()
-        if recorded:
-            # One alert per batch. If it fails the whole batch is retried; the ledger writes
-            # above are idempotent, so that only repeats the alert.
-            self.alerts.publish(*self.alert_text(recorded))
-        return response
-
-    def _fall_back(self, entry: DeadLetterEntry) -> None:
+    def fall_back(self, entry: DeadLetterEntry) -> None:
         """The next channel of the notification's fallback chain, if its failure says the
         channel cannot reach the user (notifications.fallback)."""
         try:
-            request = NotificationRequested.model_validate_json(entry.payload)
-        except ValidationError:
+            request = parse_request(entry.payload)
+        except MalformedMessage:
             return  # no request to continue (recorded above as it was)
         assert self.fallback is not None
         decision = self.fallback.after_dead_letter(
@@ -150,10 +118,47 @@ class DeadLetterRecorder:
         return subject, "\n".join(lines)
 
 
+class DeadLetterBatch:
+    """One batch of the alarm function: each dead letter into the ledger, one alert at the end."""
+
+    def __init__(self, recorder: DeadLetterRecorder) -> None:
+        self.recorder = recorder
+        self.recorded: list[DeadLetterEntry] = []
+        self.metrics = ChannelMetrics()
+
+    def prepare(self, records: Sequence[SqsRecord]) -> None:
+        return None
+
+    def handle(self, record: SqsRecord) -> bool:
+        entry = entry_from_record(record)
+        self.recorder.ledger.record_dead_lettered(entry, self.recorder.clock())
+        if self.recorder.fallback is not None:
+            self.recorder.fall_back(entry)
+        self.recorded.append(entry)
+        self.metrics.count("DeadLettered", entry.channel or "unknown")
+        logger.error(
+            "notification dead-lettered",
+            extra={
+                "notification_id": entry.notification_id,
+                "channel": entry.channel,
+                "reason": entry.reason,
+                "attempts": entry.receive_count,
+            },
+        )
+        return True
+
+    def finish(self) -> None:
+        self.metrics.flush()
+        if self.recorded:
+            # One alert per batch. If it fails the whole batch is retried; the ledger writes
+            # above are idempotent, so that only repeats the alert.
+            self.recorder.alerts.publish(*self.recorder.alert_text(self.recorded))
+
+
 def build_recorder() -> DeadLetterRecorder:
     """Wire the recorder from the environment, once per cold start."""
-    from notifications.alerts import SnsAlerts
-    from notifications.ledger import DynamoLedger
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.sns import SnsAlerts
 
     settings = AlarmSettings.from_env()
     ledger = DynamoLedger(settings.ledger_table)
@@ -167,8 +172,8 @@ def build_recorder() -> DeadLetterRecorder:
 
 def _fallback_trigger(settings: AlarmSettings, ledger: FallbackLedger) -> FallbackTrigger | None:
     """Channel fallback when the template gives the channel queues and the preferences table."""
-    from notifications.preferences import DynamoPreferencesStore
-    from notifications.queues import SqsQueues
+    from notifications.adapters.preferences import DynamoPreferencesStore
+    from notifications.adapters.sqs import SqsQueues
 
     urls = settings.fallback_queue_urls()
     if settings.preferences_table is None or urls is None:

@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from botocore.exceptions import ClientError
-
-from notifications.aws import client
 from notifications.models import NotificationRequested
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
@@ -92,31 +89,3 @@ class Deferrer:
             self.requeue.schedule(
                 schedule_name(request.notification_id, until), destination.queue_arn, body, until
             )
-
-
-class SqsSchedulerRequeue:
-    """SQS ``SendMessage`` with a delay, or a Scheduler one-time schedule in ``group``."""
-
-    def __init__(self, schedule_group: str | None, scheduler_role_arn: str | None) -> None:
-        self.schedule_group = schedule_group
-        self.scheduler_role_arn = scheduler_role_arn
-
-    def send_delayed(self, queue_url: str, body: str, delay_seconds: int) -> None:
-        client("sqs").send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=delay_seconds)
-
-    def schedule(self, name: str, queue_arn: str, body: str, at: datetime) -> None:
-        if not self.schedule_group or not self.scheduler_role_arn:
-            raise RuntimeError("a deferral beyond 15 minutes needs SCHEDULE_GROUP and its role")
-        try:
-            client("scheduler").create_schedule(
-                Name=name,
-                GroupName=self.schedule_group,
-                ScheduleExpression=schedule_expression(at),
-                ScheduleExpressionTimezone="UTC",
-                FlexibleTimeWindow={"Mode": "OFF"},
-                Target={"Arn": queue_arn, "RoleArn": self.scheduler_role_arn, "Input": body},
-                ActionAfterCompletion="DELETE",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConflictException":
-                raise  # a ConflictException is the same deferral made twice: already scheduled

@@ -32,3 +32,8 @@ class PermanentError(NotificationError):
     """A failure that retrying cannot fix (invalid address, template error, 4xx)."""
 
     retryable = False
+
+
+class ServiceError(RetryableError):
+    """An AWS call failed (not a condition: ``adapters.dynamodb.conditional`` answers those),
+    turned into the domain's error by the adapter that made it."""

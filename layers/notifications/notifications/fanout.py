@@ -1,9 +1,10 @@
 """Fan-out: domain events in, one notification request per (channel, recipient) out.
 
-Events arrive in SQS batches from FanOutQueue (EventBridge's target); ``FanOut.handle_batch``
-reads the preferences of the batch's users in one BatchGetItem and enqueues each channel's
-requests of every event together, ten per SendMessageBatch. ``FanOut.handle`` takes one bare
-EventBridge event (``sam local invoke``, tests) through the same path.
+Events arrive in SQS batches from FanOutQueue (EventBridge's target). ``FanOut.process_batch``
+runs ``FanOutBatch`` through the batch idiom of ``batch.py``: it reads the preferences of the
+batch's users in one BatchGetItem and enqueues each channel's requests of every event together,
+ten per SendMessageBatch. ``FanOut.handle`` takes one bare EventBridge event (``sam local
+invoke``, tests) through the same path.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from notifications.batch import PartialBatchResponse
+from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
 from notifications.caching import TtlCache
 from notifications.catalog import CatalogError, check_source, describe, validate_detail
+from notifications.contracts import DeadLetterMessage
 from notifications.errors import NotificationError, PermanentError
 from notifications.ledger import Ledger
 from notifications.models import (
@@ -31,9 +33,10 @@ from notifications.models import (
 )
 from notifications.observability import ChannelMetrics, logger
 from notifications.preferences import Preferences, PreferencesStore
-from notifications.queues import SEND_BATCH_SIZE, DeadLetter, NotificationQueues
+from notifications.queues import SEND_BATCH_SIZE, NotificationQueues
 from notifications.routing import ROUTING_TABLE, Subscription, plan_notifications
 from notifications.settings import FanOutSettings
+from notifications.verdicts import FailureClass
 
 
 class SubscriptionDirectory(Protocol):
@@ -69,19 +72,6 @@ class FanOutResult:
     enqueued: dict[str, int] = field(default_factory=dict)
     suppressed: int = 0
     rejected_reason: str | None = None
-
-
-@dataclass
-class BatchResult:
-    """What a batch of FanOutQueue records came to: a result per record handled (fanned out,
-    or rejected into EventsDLQ) and the message ids SQS must offer again."""
-
-    results: list[FanOutResult] = field(default_factory=list)
-    failed_message_ids: list[str] = field(default_factory=list)
-
-    def response(self) -> PartialBatchResponse:
-        """The partial batch response Lambda's SQS event source expects."""
-        return {"batchItemFailures": [{"itemIdentifier": m} for m in self.failed_message_ids]}
 
 
 @dataclass(frozen=True)
@@ -152,39 +142,13 @@ class FanOut:
         assert outcome.result is not None
         return outcome.result
 
-    def handle_batch(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
-        """SQS records whose bodies are EventBridge events. Invalid events go to EventsDLQ at
-        once; an event whose writes or enqueue failed is reported failed as a whole (its
-        resend is harmless: the notification ids are deterministic and the sender's ledger
-        claim drops duplicates), and reaches EventsDLQ by the queue's redrive."""
-        batch = BatchResult()
-        accepted: list[_Accepted] = []
-        for record in records:
-            message_id = str(record.get("messageId", ""))
-            try:
-                item = self._accept(message_id, record)
-            except Exception as exc:  # noqa: BLE001 - could not even dead-letter it: retry
-                _log_failure(None, exc)
-                batch.failed_message_ids.append(message_id)
-                continue
-            if isinstance(item, FanOutResult):
-                batch.results.append(item)
-            else:
-                accepted.append(item)
-        outcomes = self._fan_out(accepted) if accepted else {}
-        for item in accepted:
-            outcome = outcomes[item.key]
-            if outcome.result is not None:
-                batch.results.append(outcome.result)
-            else:
-                batch.failed_message_ids.append(item.key)
-        return batch
+    def process_batch(self, event: Mapping[str, Any], context: Any) -> PartialBatchResponse:
+        """SQS records whose bodies are EventBridge events (``FanOutBatch``)."""
+        return run_batch(event, FanOutBatch(self))
 
-    def _accept(self, message_id: str, record: Mapping[str, Any]) -> _Accepted | FanOutResult:
+    def _accept(self, record: SqsRecord) -> _Accepted | FanOutResult:
         """The record's event, validated; or, for an invalid one, its rejection."""
-        body = record.get("body")
-        text = body if isinstance(body, str) else json.dumps(body, default=str)
-        attempts = _receive_count(record)
+        text, attempts, message_id = record.body, record.receive_count, record.message_id
         try:
             event = json.loads(text)
         except ValueError:
@@ -320,14 +284,12 @@ class FanOut:
         self.queues.dead_letter(
             self.settings.events_dlq_url,
             body,
-            DeadLetter(
+            DeadLetterMessage(
                 reason=error.reason,
                 error=error.message,
-                failure_class="permanent",
+                failure_class=FailureClass.PERMANENT,
                 attempts=attempts,
                 source_queue="fan-out",
-                notification_id=None,
-                channel=None,
             ),
         )
         logger.warning(
@@ -347,15 +309,6 @@ def _user_id(event: DomainEvent) -> str | None:
     return user_id if isinstance(user_id, str) and user_id else None
 
 
-def _receive_count(record: Mapping[str, Any]) -> int:
-    attributes = record.get("attributes")
-    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
-    try:
-        return max(int(count), 1) if count is not None else 1
-    except (TypeError, ValueError):
-        return 1
-
-
 def _log_failure(envelope: EventEnvelope | None, error: Exception) -> None:
     """An event (or the whole batch, without ``envelope``) left for SQS to offer again. Reason
     codes and exception types only: an exception's text may carry personal data."""
@@ -371,12 +324,48 @@ def _log_failure(envelope: EventEnvelope | None, error: Exception) -> None:
     )
 
 
+class FanOutBatch:
+    """One batch of FanOutQueue records. ``prepare`` does the batch's work: invalid events go
+    to EventsDLQ at once; the valid ones are planned together (one preferences read) and
+    enqueued per channel across events. ``handle`` then answers per record: an event whose
+    writes or enqueue failed is reported failed as a whole (its resend is harmless: the
+    notification ids are deterministic and the sender's ledger claim drops duplicates), and
+    reaches EventsDLQ by the queue's redrive."""
+
+    def __init__(self, fan_out: FanOut) -> None:
+        self.fan_out = fan_out
+        self.settled: dict[str, bool] = {}
+
+    def prepare(self, records: Sequence[SqsRecord]) -> None:
+        accepted: list[_Accepted] = []
+        for record in records:
+            try:
+                item = self.fan_out._accept(record)
+            except Exception as exc:  # noqa: BLE001 - could not even dead-letter it: retry
+                _log_failure(None, exc)
+                self.settled[record.message_id] = False
+                continue
+            if isinstance(item, FanOutResult):
+                self.settled[record.message_id] = True
+            else:
+                accepted.append(item)
+        outcomes = self.fan_out._fan_out(accepted) if accepted else {}
+        for key, outcome in outcomes.items():
+            self.settled[key] = outcome.result is not None
+
+    def handle(self, record: SqsRecord) -> bool:
+        return self.settled.get(record.message_id, False)
+
+    def finish(self) -> None:
+        return None
+
+
 def build_fan_out() -> FanOut:
     """Wire the fan-out from the environment, once per cold start."""
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.preferences import DynamoPreferencesStore
+    from notifications.adapters.sqs import SqsQueues
     from notifications.channels.webhook import DynamoSubscriptionStore
-    from notifications.ledger import DynamoLedger
-    from notifications.preferences import DynamoPreferencesStore
-    from notifications.queues import SqsQueues
 
     settings = FanOutSettings.from_env()
     return FanOut(

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from notifications.ledger import DynamoLedger
+from notifications.adapters.ledger import DynamoLedger
+from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.observability import logger
-from notifications.preferences import DynamoPreferencesStore
 
 SES_OUTCOMES = {"Delivery": "DELIVERED", "Bounce": "BOUNCED", "Complaint": "COMPLAINED"}
 

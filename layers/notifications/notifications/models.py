@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -202,9 +202,6 @@ class NotificationStatus(StrEnum):
     DEAD_LETTERED = "DEAD_LETTERED"
     REDRIVEN = "REDRIVEN"
     PURGED = "PURGED"  # an operator dropped a dead letter; the record is the audit entry
-
-
-DeliveryOutcome = Literal["sent", "duplicate", "retry", "dead_lettered", "deferred"]
 
 
 def utc_iso(moment: datetime) -> str:

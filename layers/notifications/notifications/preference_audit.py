@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from notifications.aws import table
+from notifications.adapters.aws import table
+from notifications.adapters.dynamodb import conditional
 from notifications.ledger import RETENTION
 from notifications.models import utc_iso
 from notifications.preference_center import AuditEntry
@@ -44,12 +43,9 @@ class LedgerAuditLog:
             ],
             "changes": {k: list(v) for k, v in entry.changes.items()},
         }
-        try:
-            table(self.table_name).put_item(
-                Item=item, ConditionExpression="attribute_not_exists(notification_id)"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        response = conditional(
+            table(self.table_name).put_item,
+            Item=item,
+            ConditionExpression="attribute_not_exists(notification_id)",
+        )
+        return response is not None

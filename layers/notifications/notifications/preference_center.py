@@ -635,9 +635,9 @@ def handle_function_url_event(center: PreferenceCenter, event: Mapping[str, Any]
 
 def build_preference_center() -> PreferenceCenter:
     """The center with its DynamoDB and Secrets Manager adapters, from the environment."""
+    from notifications.adapters.preferences import DynamoPreferencesStore
     from notifications.preference_audit import LedgerAuditLog
     from notifications.preference_links import SecretsManagerLinkKeys
-    from notifications.preferences import DynamoPreferencesStore
     from notifications.settings import PreferenceCenterSettings
 
     settings = PreferenceCenterSettings.from_env()

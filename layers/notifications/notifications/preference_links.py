@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
-from notifications.aws import LazyClient
+from notifications.adapters.aws import LazyClient
 from notifications.caching import TtlCache
 from notifications.channels.aws_errors import classify_aws_error
 from notifications.errors import PermanentError

@@ -16,9 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
-from notifications.aws import client
+from notifications.adapters.aws import aws_error, client
 from notifications.catalog import CATALOG
 from notifications.models import DomainEvent
 
@@ -169,12 +167,12 @@ class Publisher:
             return [{"ErrorCode": "EntryTooLarge", "ErrorMessage": message}]
         try:
             response = self.events.put_events(Entries=entries)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", "ClientError"))
-            return [{"ErrorCode": code, "ErrorMessage": str(error.get("Message", ""))}] * len(
-                entries
-            )
+        except Exception as exc:
+            refused = aws_error(exc)  # a request refused as a whole; anything else propagates
+            if refused is None:
+                raise
+            code, message = refused
+            return [{"ErrorCode": code, "ErrorMessage": message}] * len(entries)
         answers: list[dict[str, Any]] = response.get("Entries", [])
         if len(answers) != len(entries):
             raise RuntimeError(f"PutEvents answered {len(answers)} entries for {len(entries)} sent")

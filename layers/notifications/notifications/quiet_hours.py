@@ -37,8 +37,6 @@ def quiet_period_end(quiet: QuietHours, now: datetime) -> datetime | None:
 class QuietHoursPolicy:
     """Stage of the sender: when must this notification wait until, if at all?"""
 
-    reason = "quiet_hours"
-
     def deferral(self, request: NotificationRequested, now: datetime) -> datetime | None:
         if request.critical or request.quiet_hours is None:
             return None

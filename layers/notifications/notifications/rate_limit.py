@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from botocore.exceptions import ClientError
-
-from notifications.aws import table
 from notifications.models import NotificationRequested
 
 # Counters outlive their window by this much before DynamoDB may delete them.
@@ -64,8 +61,6 @@ def rate_subject(request: NotificationRequested) -> str:
 class RateLimiter:
     """Stage of the sender: may this notification go out in the current window?"""
 
-    reason = "rate_limited"
-
     def __init__(self, store: CounterStore, per_window: int, window_seconds: int = 60) -> None:
         if per_window < 1 or window_seconds < 1:
             raise ValueError("the limit and the window must be positive")
@@ -93,40 +88,3 @@ class RateLimiter:
         if self.store.increment_below(slot, self.per_window):
             return RateDecision(True)
         return RateDecision(False, retry_at=slot.window_end)
-
-
-class DynamoCounterStore:
-    """Counters in the policy state table (``pk``, ``sk``, TTL ``expires_at``)."""
-
-    def __init__(self, table_name: str) -> None:
-        self.table_name = table_name
-
-    def _table(self) -> Any:
-        return table(self.table_name)
-
-    def add_action(self, slot: RateSlot, count: int, limit: int) -> dict[str, Any]:
-        """The update that adds ``count`` to a counter if that keeps it within ``limit``: the
-        parameters of ``UpdateItem`` and of an ``Update`` in ``TransactWriteItems``."""
-        return {
-            "TableName": self.table_name,
-            "Key": {"pk": slot.key, "sk": slot.window},
-            "UpdateExpression": "ADD #c :n SET expires_at = :ttl",
-            "ConditionExpression": "attribute_not_exists(#c) OR #c <= :room",
-            "ExpressionAttributeNames": {"#c": "count"},
-            "ExpressionAttributeValues": {
-                ":n": count,
-                ":room": limit - count,
-                ":ttl": slot.expires_at,
-            },
-        }
-
-    def increment_below(self, slot: RateSlot, limit: int) -> bool:
-        action = self.add_action(slot, 1, limit)
-        del action["TableName"]
-        try:
-            self._table().update_item(**action)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True

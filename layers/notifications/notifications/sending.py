@@ -1,110 +1,71 @@
-"""The sender: delivers one channel queue batch through the delivery pipeline.
+"""The sender: delivers one channel-queue batch through the delivery pipeline.
 
-Each SQS record goes through small stages, in order; the sender only wires them:
+Per record, in order (docs/architecture.md walks one notification through them):
 
-1. parse: a malformed body is dead-lettered at once with its reason;
-2. validate recipient: an address the channel can never reach is dead-lettered at once;
-3. quiet hours (``quiet_hours.py``): inside the user's quiet period, deferred to its end;
-4. rate limit (``rate_limit.py``): over the per-user, per-channel limit, deferred to the next
-   window;
-5. circuit breaker (``circuit_breaker.py``): while the channel's breaker is open, deferred to
-   its reopen time; at half-open one trial goes through;
-6. idempotent send: the ledger claim (``begin_attempt``, one conditional write with a lease)
-   refuses a notification already SENT or being sent elsewhere, and counts real attempts;
-   then render and send through the channel's provider;
-7. track: SENT with Sent and DeliveryLatency metrics; a retryable failure is RETRYING with
-   visibility backoff (or, when it opened the breaker, put back until the reopen time); a
-   permanent failure, or a retryable one on the last attempt, goes to NotificationsDLQ.
+1. parse (``contracts.parse_request``): a malformed body is dead-lettered at once with its
+   reason;
+2. the policy stages (``stages.py``), one list in one order: recipient, quiet hours, rate
+   limit, circuit breaker. Each answers ``Go``, ``Defer(until, reason)`` (put back by
+   ``deferral.py``, no attempt spent) or ``Reject(error)`` (dead-lettered at once);
+3. claim (``Ledger.begin_attempt``, one conditional write with a lease): refuses a notification
+   already SENT or settled (acknowledged as a duplicate) or being sent elsewhere (retried after
+   the lease), and counts real attempts;
+4. render and send through the channel's provider;
+5. settle: SENT with Sent and DeliveryLatency metrics; a failure goes to ``verdicts.decide``,
+   which alone says ``Retry`` (visibility backoff), ``PutBack`` (the channel is down: back on
+   the queue for its reopen time) or ``DeadLetter`` (to NotificationsDLQ, permanent or
+   exhausted).
 
-Before the records go through one by one, ``admission.py`` takes the rate slots and ledger
-claims of the batch's first attempts that pass stages 1-3 while the channel's breaker is closed
-in one DynamoDB transaction (steps 4 and 6 ahead, for the batch); those records skip their own
-rate-limit and claim writes. Anything the transaction cannot settle goes the per-message way.
+Before the records go one by one, the batch admission pre-pass (``admission.py``) asks the same
+stage list which first attempts it may take ahead, and takes their rate slots and claims in one
+DynamoDB transaction; those records skip the stages it settled and their own claim write.
 
-A deferral (``deferral.py``) puts the same body back on the queue and acknowledges the
-original, so it consumes no attempt. Attempt n is the ledger's count of real provider
-attempts, not ``ApproximateReceiveCount`` (a deferred message is a new message); SQS
-``maxReceiveCount`` stays as the backstop for crashes. No notification gets more than
-``max_attempts`` provider attempts in total.
+All per-batch state (what was admitted and parsed, the lease, the metrics) lives in one
+``SenderBatch``, built per invocation; ``Sender`` holds only what is wired once per cold start.
+Attempt n is the ledger's count of real provider attempts, not ``ApproximateReceiveCount``
+(a deferred message is a new message); SQS ``maxReceiveCount`` stays as the backstop for
+crashes. No notification gets more than ``max_attempts`` provider attempts in total.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
-
-from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
+from typing import Any, Protocol
 
 from notifications.admission import Admitted, BatchAdmission
-from notifications.batch import PartialBatchResponse, SqsRecord, process_partially, sqs_records
+from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
 from notifications.channels.base import ChannelProvider
-from notifications.circuit_breaker import CircuitBreaker, EventSourceMappings, Permit
+from notifications.contracts import DeadLetterMessage, MalformedMessage, parse_request
 from notifications.deferral import Deferrer, Destination
-from notifications.errors import NotificationError, PermanentError, RetryableError
+from notifications.errors import NotificationError, PermanentError, RetryableError, ServiceError
 from notifications.ledger import Claim, FailureRecord, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import Channel, NotificationRequested
-from notifications.observability import ChannelMetrics, logger
-from notifications.queues import DeadLetter, NotificationQueues, queue_name
-from notifications.quiet_hours import QuietHoursPolicy
-from notifications.rate_limit import RateLimiter
+from notifications.observability import logger
+from notifications.queues import NotificationQueues, queue_name
+from notifications.registry import build_provider
 from notifications.retry import RetryConfig
 from notifications.settings import SenderSettings
+from notifications.stages import BatchContext, BreakerStage, Delivery, Stage, admissible, run
 from notifications.templates import TemplateRenderer
-
-if TYPE_CHECKING:
-    from notifications.preference_links import PreferenceLinks
+from notifications.verdicts import (
+    DeadLetter,
+    Defer,
+    Failure,
+    FailureClass,
+    Outcome,
+    PutBack,
+    Reject,
+    Retry,
+    decide,
+)
 
 # A claim on a notification outlives the invocation by this much before another may take it.
 LEASE_MARGIN = timedelta(seconds=5)
 DEFAULT_LEASE = timedelta(seconds=30)
-ALLOWED = Permit(True)
-INJECTED_FAULT = "injected_fault"
-
-
-class RetryScheduled(Exception):
-    """Raised for a record whose visibility was pushed out: the batch reports it failed."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # sent | duplicate | retry | dead_lettered | in_progress | deferred
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class PolicyStages:
-    """The optional stages between parsing and sending; None switches one off."""
-
-    quiet_hours: QuietHoursPolicy | None = None
-    rate_limiter: RateLimiter | None = None
-    breaker: CircuitBreaker | None = None
-    deferrer: Deferrer | None = None
-    mappings: EventSourceMappings | None = None
-
-
-def validate_recipient(request: NotificationRequested) -> None:
-    """Raise ``PermanentError`` for a recipient the channel can never reach."""
-    if request.channel is Channel.EMAIL:
-        from notifications.channels.email import validate_recipient as valid_email
-
-        valid_email(request.recipient)
-    elif request.channel is Channel.SMS:
-        from notifications.channels.sms import validate_phone
-
-        validate_phone(request.recipient)
-    elif request.channel is Channel.PUSH:
-        from notifications.channels.push import platform_of
-
-        platform_of(request.recipient)
-
-
 ENDPOINT_DISABLED = "endpoint_disabled"
 
 
@@ -113,6 +74,8 @@ class StaleEndpoints(Protocol):
 
 
 class Sender:
+    """What the sender wires once per cold start; each batch gets a ``SenderBatch``."""
+
     def __init__(
         self,
         providers: Mapping[Channel, ChannelProvider],
@@ -123,15 +86,12 @@ class Sender:
         queue_urls: Mapping[str, str],
         dlq_url: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        stages: PolicyStages | None = None,
+        stages: Sequence[Stage] = (),
+        deferrer: Deferrer | None = None,
         stale_endpoints: StaleEndpoints | None = None,
         admission: BatchAdmission | None = None,
     ) -> None:
         self.providers = providers
-        self.admission = admission
-        self._admitted: dict[str, Admitted] = {}
-        self._parsed: dict[str, NotificationRequested] = {}
-        self.stale_endpoints = stale_endpoints
         self.renderer = renderer
         self.ledger = ledger
         self.queues = queues
@@ -139,290 +99,280 @@ class Sender:
         self.queue_urls = queue_urls  # queue name -> URL
         self.dlq_url = dlq_url
         self.clock = clock
-        self.stages = stages or PolicyStages()
-        self._metrics = ChannelMetrics()
-        self._lease = DEFAULT_LEASE
+        self.stages = tuple(stages)
+        self.deferrer = deferrer
+        self.stale_endpoints = stale_endpoints
+        self.admission = admission
 
     def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
         remaining_ms = context.get_remaining_time_in_millis() if context is not None else None
-        self._lease = (
+        lease = (
             timedelta(milliseconds=remaining_ms) + LEASE_MARGIN if remaining_ms else DEFAULT_LEASE
         )
-        if self.stages.breaker is not None:
-            self.stages.breaker.begin_batch()
-        records = sqs_records(event)
-        try:
-            self._admit_ahead(records)
-            return process_partially(records, self.handle_record, expected=(RetryScheduled,))
-        finally:
-            self._admitted.clear()
-            self._parsed.clear()
-            self._metrics.flush()
+        return run_batch(event, SenderBatch(self, lease))
 
-    def _admit_ahead(self, records: list[SqsRecord]) -> None:
-        """Rate slots and claims for the batch's admissible records in one transaction
-        (``admission.py``): first received, parsed, reachable, outside quiet hours, channel
-        breaker closed."""
-        if self.admission is None or len(records) < 2:
+    def retry_policy(self, channel: Channel) -> RetryConfig:
+        """The channel's retry policy (one for every channel today)."""
+        return self.retry
+
+
+class SenderBatch:
+    """One batch of the sender: the admission pre-pass, then each record through the stages."""
+
+    def __init__(self, sender: Sender, lease: timedelta) -> None:
+        self.sender = sender
+        self.context = BatchContext(clock=sender.clock, lease=lease)
+        self.admitted: dict[str, Admitted] = {}
+        self.parsed: dict[str, NotificationRequested] = {}
+
+    # -- the batch hooks ---------------------------------------------------------------------
+
+    def prepare(self, records: Sequence[SqsRecord]) -> None:
+        for stage in self.sender.stages:
+            if isinstance(stage, BreakerStage):
+                stage.begin_batch()
+        self._admit_ahead(records)
+
+    def finish(self) -> None:
+        self.context.metrics.flush()
+
+    def handle(self, record: SqsRecord) -> bool:
+        return self.deliver(record).acknowledged
+
+    # -- the admission pre-pass ----------------------------------------------------------------
+
+    def _admit_ahead(self, records: Sequence[SqsRecord]) -> None:
+        """Rate slots and claims of the batch's first attempts that every stage would admit,
+        in one transaction (``admission.py``)."""
+        admission = self.sender.admission
+        if admission is None or len(records) < 2:
             return
-        now = self.clock()
+        now = self.sender.clock()
         candidates = []
         for record in records:
             if record.receive_count > 1:
                 continue  # received before: it has a record, and would cancel the transaction
             try:
-                request = NotificationRequested.model_validate_json(record.body)
-                validate_recipient(request)
-            except (ValidationError, PermanentError):
+                request = parse_request(record.body)
+            except MalformedMessage:
                 continue  # the record's own turn dead-letters it with its reason
-            self._parsed[record.message_id] = request
-            if self.stages.quiet_hours is not None and self.stages.quiet_hours.deferral(
-                request, now
-            ):
-                continue
-            if self.stages.breaker is not None and not self.stages.breaker.is_closed(
-                request.channel
-            ):
-                continue
-            candidates.append(request)
+            self.parsed[record.message_id] = request
+            if admissible(self.sender.stages, request, now):
+                candidates.append(request)
         if len(candidates) < 2:
             return
         try:
-            self._admitted = self.admission.admit(candidates, now + self._lease, now)
-        except (BotoCoreError, ClientError) as exc:
+            self.admitted = admission.admit(candidates, now + self.context.lease, now)
+        except ServiceError as exc:
             # Not lost: every record then takes its own slot and claim, and fails on its own.
             logger.warning(
-                "batch admission failed, records go one by one",
-                extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
+                "batch admission failed, records go one by one", extra={"error": str(exc)[:300]}
             )
 
-    def handle_record(self, record: SqsRecord) -> Outcome:
-        source_url = self.queue_urls.get(queue_name(record.event_source_arn), "")
-        try:
-            request = self._parsed.pop(record.message_id, None)
-            if request is None:
-                request = NotificationRequested.model_validate_json(record.body)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)
-            )
-            error = PermanentError("malformed_message", problems[:1000])
-            attempt = record.receive_count
-            self._dead_letter(record, None, error, "permanent", attempt, source_url)
-            return Outcome("dead_lettered", error.reason)
-        return self.deliver(record, request, source_url)
+    # -- one record ----------------------------------------------------------------------------
 
-    def deliver(
-        self, record: SqsRecord, request: NotificationRequested, source_url: str
-    ) -> Outcome:
-        now = self.clock()
-        destination = Destination(source_url, record.event_source_arn)
-        stages = self.stages
-        # Admitted ahead: recipient, quiet hours, rate slot and claim were settled for the batch.
-        admitted = self._admitted.pop(request.notification_id, None)
-        if admitted is None:
+    def deliver(self, record: SqsRecord) -> Outcome:
+        sender = self.sender
+        source_url = sender.queue_urls.get(queue_name(record.event_source_arn), "")
+        request = self.parsed.pop(record.message_id, None)
+        if request is None:
             try:
-                validate_recipient(request)
-            except PermanentError as exc:
-                self._dead_letter(record, request, exc, "permanent", 0, source_url)
-                self._metrics.count("Failed", request.channel.value)
-                return Outcome("dead_lettered", exc.reason)
-
-            if stages.quiet_hours is not None:
-                until = stages.quiet_hours.deferral(request, now)
-                if until is not None:
-                    return self._defer(record, request, destination, until, "quiet_hours", now)
-            if stages.rate_limiter is not None:
-                decision = stages.rate_limiter.acquire(request, now)
-                if not decision.allowed and decision.retry_at is not None:
-                    return self._defer(
-                        record, request, destination, decision.retry_at, "rate_limited", now
-                    )
-        permit = ALLOWED
-        if stages.breaker is not None:
-            permit = stages.breaker.permit(request.channel, now, self._lease)
-            if not permit.allowed and permit.retry_at is not None:
-                if admitted is not None:  # the circuit opened earlier in this batch
-                    self.ledger.release_claim(request.notification_id, admitted.lease_until)
-                return self._defer(
-                    record, request, destination, permit.retry_at, "circuit_open", now
+                request = parse_request(record.body)
+            except MalformedMessage as exc:
+                return self._dead_letter(
+                    record, None, exc, FailureClass.PERMANENT, record.receive_count
                 )
+        delivery = Delivery(
+            request=request,
+            body=record.body,
+            receipt_handle=record.receipt_handle,
+            destination=Destination(source_url, record.event_source_arn),
+            message_id=record.message_id,
+        )
+        now = sender.clock()
+        # Admitted ahead: the stages it settled (recipient, quiet hours, rate slot) and the claim.
+        admitted = self.admitted.pop(request.notification_id, None)
+        verdict = run(sender.stages, delivery, now, self.context, admitted is not None)
+        if isinstance(verdict, Reject):
+            self.context.metrics.count("Failed", request.channel.value)
+            return self._settle(delivery, Failure(verdict.error, 0, now), record, claimed=False)
+        if isinstance(verdict, Defer):
+            if admitted is not None:  # the circuit opened earlier in this batch
+                sender.ledger.release_claim(request.notification_id, admitted.lease_until)
+            return self._defer(delivery, verdict, now)
+        return self._attempt(delivery, record, admitted, now)
 
+    def _attempt(
+        self, delivery: Delivery, record: SqsRecord, admitted: Admitted | None, now: datetime
+    ) -> Outcome:
+        """Claim (unless admitted ahead), render, send, settle."""
+        sender, request = self.sender, delivery.request
         claim = (
             admitted.claim
             if admitted is not None
-            else self.ledger.begin_attempt(request, lease_until=now + self._lease, now=now)
+            else sender.ledger.begin_attempt(request, lease_until=now + self.context.lease, now=now)
         )
         if claim.outcome in (Claim.ALREADY_SENT, Claim.SETTLED):
             logger.info(
                 "duplicate delivery skipped", extra={**_log_ids(request), "claim": claim.outcome}
             )
-            return Outcome("duplicate")
+            return Outcome.DUPLICATE
         if claim.outcome is Claim.LEASED:
             wait = (claim.lease_until - now).total_seconds() if claim.lease_until else 30.0
-            self.queues.delay_visibility(
-                source_url, record.receipt_handle, self.retry.visibility_timeout(1, wait)
+            sender.queues.delay_visibility(
+                delivery.destination.queue_url,
+                record.receipt_handle,
+                sender.retry.visibility_timeout(1, wait),
             )
-            raise RetryScheduled(f"notification {request.notification_id} is being sent elsewhere")
+            logger.info("notification is being sent elsewhere", extra=_log_ids(request))
+            return Outcome.RETRY
         attempt = claim.attempts
-        if attempt > self.retry.max_attempts:
+        if attempt > sender.retry_policy(request.channel).max_attempts:
             # Attempts were used up by sends that crashed before recording their outcome.
             exhausted = PermanentError(
                 "attempts_exhausted",
-                f"{attempt - 1} attempts made, limit {self.retry.max_attempts}",
+                f"{attempt - 1} attempts made, limit {sender.retry.max_attempts}",
             )
-            return self._give_up(record, request, exhausted, "exhausted", attempt - 1, source_url)
+            failure = Failure(exhausted, attempt - 1, now, exhausted=True)
+            return self._settle(delivery, failure, record, claimed=True)
 
         try:
-            message = self.renderer.render(request)
-            receipt = self.providers[request.channel].send(request, message)
-        except PermanentError as exc:
-            return self._give_up(record, request, exc, "permanent", attempt, source_url)
-        except RetryableError as exc:
-            return self._retry_or_give_up(record, request, exc, attempt, destination, permit)
+            message = sender.renderer.render(request)
+            receipt = sender.providers[request.channel].send(request, message)
+        except NotificationError as exc:
+            return self._failed(delivery, exc, attempt, record)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is treated as transient
             logger.exception("unexpected send failure", extra=_log_ids(request))
             error = RetryableError("unexpected_error", f"{type(exc).__name__}: {exc}")
-            return self._retry_or_give_up(record, request, error, attempt, destination, permit)
+            return self._failed(delivery, error, attempt, record)
+        return self._sent(delivery, receipt.provider_message_id, attempt)
 
-        sent_at = self.clock()
+    def _sent(self, delivery: Delivery, provider_message_id: str | None, attempt: int) -> Outcome:
+        request = delivery.request
+        sent_at = self.sender.clock()
         latency_ms = max(int((sent_at - request.occurred_at).total_seconds() * 1000), 0)
-        self.ledger.record_sent(
-            request.notification_id, receipt.provider_message_id, latency_ms, sent_at
+        self.sender.ledger.record_sent(
+            request.notification_id, provider_message_id, latency_ms, sent_at
         )
-        if stages.breaker is not None:
-            stages.breaker.record_success(request.channel, permit)
-        self._metrics.count("Sent", request.channel.value)
-        self._metrics.latency(request.channel.value, latency_ms)
+        for stage in self.sender.stages:
+            stage.sent(delivery, self.context)
+        self.context.metrics.count("Sent", request.channel.value)
+        self.context.metrics.latency(request.channel.value, latency_ms)
         logger.info("notification sent", extra={**_log_ids(request), "attempt": attempt})
-        return Outcome("sent")
+        return Outcome.SENT
 
-    def _defer(
-        self,
-        record: SqsRecord,
-        request: NotificationRequested,
-        destination: Destination,
-        until: datetime,
-        reason: str,
-        now: datetime,
-    ) -> Outcome:
-        if self.stages.deferrer is None:
+    def _defer(self, delivery: Delivery, verdict: Defer, now: datetime) -> Outcome:
+        deferrer = self.sender.deferrer
+        request = delivery.request
+        if deferrer is None:
             raise RuntimeError("a policy stage deferred a notification but no deferrer is wired")
-        if not self.stages.deferrer.defer(request, record.body, destination, until, reason, now):
+        if not deferrer.defer(
+            request, delivery.body, delivery.destination, verdict.until, verdict.reason.value, now
+        ):
             logger.info("duplicate delivery skipped", extra=_log_ids(request))
-            return Outcome("duplicate")
-        self._metrics.count("Deferred", request.channel.value)
+            return Outcome.DUPLICATE
+        self.context.metrics.count("Deferred", request.channel.value)
         logger.info(
             "notification deferred",
             extra={
                 **_log_ids(request),
-                "reason": reason,
-                "delay_s": round((until - now).total_seconds(), 3),
+                "reason": verdict.reason.value,
+                "delay_s": round((verdict.until - now).total_seconds(), 3),
             },
         )
-        return Outcome("deferred", reason)
+        return Outcome.DEFERRED
 
-    def _retry_or_give_up(
-        self,
-        record: SqsRecord,
-        request: NotificationRequested,
-        error: RetryableError,
-        attempt: int,
-        destination: Destination,
-        permit: Permit,
+    def _failed(
+        self, delivery: Delivery, error: NotificationError, attempt: int, record: SqsRecord
     ) -> Outcome:
-        now = self.clock()
-        trip = None
-        # FAILURE_RATE's injected faults model independent failures of single sends (to
-        # exercise backoff and the DLQ), not a provider outage: they do not move the breaker.
-        if self.stages.breaker is not None and error.reason != INJECTED_FAULT:
-            trip = self.stages.breaker.record_failure(request.channel, permit, now)
-            if trip is not None and trip.opened_now:
-                self._metrics.count("CircuitOpened", request.channel.value)
-                self._stop_polling(request, record.event_source_arn, trip.open_until)
-        if self.retry.is_last_attempt(attempt):
-            return self._give_up(
-                record, request, error, "exhausted", attempt, destination.queue_url
-            )
-        if trip is not None and self.stages.deferrer is not None:
-            # The channel is down: wait for the reopen time at the back of the queue (charged
-            # this attempt, but not the ones the outage would otherwise burn).
-            next_at = trip.open_until
-            delay = f"until {next_at.isoformat()}"
-        else:
-            visibility = self.retry.visibility_timeout(attempt, error.retry_after)
-            next_at = now + timedelta(seconds=visibility)
-            delay = f"in {visibility}s"
-        self.ledger.record_retrying(
+        """A send failed: the stages hear of a retryable failure (the breaker counts it and may
+        say the channel is down until some time), then ``decide`` says what it becomes."""
+        now = self.sender.clock()
+        hold_until = None
+        if error.retryable:
+            for stage in self.sender.stages:
+                hold_until = stage.failed(delivery, error, now, self.context) or hold_until
+        failure = Failure(
+            error,
+            attempt,
+            now,
+            hold_until=hold_until,
+            can_put_back=self.sender.deferrer is not None,
+        )
+        return self._settle(delivery, failure, record, claimed=True)
+
+    def _settle(
+        self, delivery: Delivery, failure: Failure, record: SqsRecord, claimed: bool
+    ) -> Outcome:
+        """Carry out what ``decide`` makes of ``failure``. ``claimed``: the notification was
+        claimed (it has a ledger record whose lease to release and error to keep)."""
+        action = decide(failure, self.sender.retry_policy(delivery.request.channel))
+        if isinstance(action, DeadLetter):
+            if not claimed:
+                return self._dead_letter(
+                    record, delivery.request, failure.error, action.failure_class, failure.attempt
+                )
+            return self._give_up(delivery, failure, record, action.failure_class)
+        return self._retry(delivery, failure, action)
+
+    def _retry(self, delivery: Delivery, failure: Failure, action: Retry | PutBack) -> Outcome:
+        sender, request, error, now = self.sender, delivery.request, failure.error, failure.now
+        sender.ledger.record_retrying(
             request.notification_id,
             FailureRecord(error.reason, error.message, now),
-            next_attempt_at=next_at,
+            next_attempt_at=action.at,
         )
-        self._metrics.count("Failed", request.channel.value)
-        self._metrics.count("Retried", request.channel.value)
+        self.context.metrics.count("Failed", request.channel.value)
+        self.context.metrics.count("Retried", request.channel.value)
         logger.warning(
             "notification retry scheduled",
             extra={
                 **_log_ids(request),
-                "attempt": attempt,
+                "attempt": failure.attempt,
                 "reason": error.reason,
-                "delay_s": round((next_at - now).total_seconds(), 3),
+                "delay_s": round((action.at - now).total_seconds(), 3),
             },
         )
-        if trip is not None and self.stages.deferrer is not None:
-            self.stages.deferrer.put_back(request, record.body, destination, next_at, now)
-            return Outcome("retry", error.reason)
-        self.queues.delay_visibility(destination.queue_url, record.receipt_handle, visibility)
-        raise RetryScheduled(f"{error.reason}: retry {delay}")
-
-    def _stop_polling(
-        self, request: NotificationRequested, queue_arn: str, until: datetime
-    ) -> None:
-        logger.warning(
-            "circuit breaker opened",
-            extra={"channel": request.channel.value, "open_until": until.isoformat()},
+        if isinstance(action, PutBack):
+            assert sender.deferrer is not None  # decide puts back only with a deferrer wired
+            sender.deferrer.put_back(request, delivery.body, delivery.destination, action.at, now)
+            return Outcome.PUT_BACK
+        sender.queues.delay_visibility(
+            delivery.destination.queue_url, delivery.receipt_handle, action.visibility_seconds
         )
-        if self.stages.mappings is None:
-            return
-        try:
-            self.stages.mappings.set_enabled(queue_arn, False)
-        except Exception:  # noqa: BLE001 - the breaker check switches it off on its next run
-            logger.exception("could not disable the event source mapping", extra=_log_ids(request))
+        return Outcome.RETRY
 
     def _give_up(
         self,
+        delivery: Delivery,
+        failure: Failure,
         record: SqsRecord,
-        request: NotificationRequested,
-        error: NotificationError,
-        failure_class: str,
-        attempt: int,
-        source_url: str,
+        failure_class: FailureClass,
     ) -> Outcome:
-        self.ledger.record_failed_attempt(
-            request.notification_id, FailureRecord(error.reason, error.message, self.clock())
+        request, error = delivery.request, failure.error
+        self.sender.ledger.record_failed_attempt(
+            request.notification_id,
+            FailureRecord(error.reason, error.message, self.sender.clock()),
         )
-        self._dead_letter(record, request, error, failure_class, attempt, source_url)
-        self._metrics.count("Failed", request.channel.value)
-        if (
-            error.reason == ENDPOINT_DISABLED
-            and request.user_id
-            and self.stale_endpoints is not None
-        ):
+        outcome = self._dead_letter(record, request, error, failure_class, failure.attempt)
+        self.context.metrics.count("Failed", request.channel.value)
+        stale = self.sender.stale_endpoints
+        if error.reason == ENDPOINT_DISABLED and request.user_id and stale is not None:
             # A disabled or deleted push endpoint never comes back: stop routing to it.
-            self.stale_endpoints.remove_push_endpoint(request.user_id, request.recipient)
-        return Outcome("dead_lettered", error.reason)
+            stale.remove_push_endpoint(request.user_id, request.recipient)
+        return outcome
 
     def _dead_letter(
         self,
         record: SqsRecord,
         request: NotificationRequested | None,
         error: NotificationError,
-        failure_class: str,
+        failure_class: FailureClass,
         attempt: int,
-        source_url: str,
-    ) -> None:
-        letter = DeadLetter(
+    ) -> Outcome:
+        sender = self.sender
+        source_url = sender.queue_urls.get(queue_name(record.event_source_arn), "")
+        letter = DeadLetterMessage(
             reason=error.reason,
             error=error.message,
             failure_class=failure_class,
@@ -431,16 +381,17 @@ class Sender:
             notification_id=request.notification_id if request else None,
             channel=request.channel.value if request else None,
         )
-        self.queues.dead_letter(self.dlq_url, record.body, letter)
+        sender.queues.dead_letter(sender.dlq_url, record.body, letter)
         logger.error(
             "notification dead-lettered",
             extra={
                 **(_log_ids(request) if request else {"message_id": record.message_id}),
                 "reason": error.reason,
-                "failure_class": failure_class,
+                "failure_class": failure_class.value,
                 "attempt": attempt,
             },
         )
+        return Outcome.DEAD_LETTERED
 
 
 def _log_ids(request: NotificationRequested) -> dict[str, str]:
@@ -452,77 +403,18 @@ def _log_ids(request: NotificationRequested) -> dict[str, str]:
     }
 
 
-def preference_links(settings: SenderSettings) -> PreferenceLinks | None:
-    """Signed preference-center links, when the stack has the preference center."""
-    if not settings.preference_center_url or not settings.preference_link_secret_arn:
-        return None
-    from notifications.preference_links import PreferenceLinks, SecretsManagerLinkKeys
-
-    # Wall-clock cache expiry (not monotonic) so a controlled clock in tests ages it too.
-    keys = SecretsManagerLinkKeys(settings.preference_link_secret_arn, monotonic=time.time)
-    return PreferenceLinks(settings.preference_center_url, keys)
-
-
 def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvider]:
-    """One provider per channel, built on first use, so a cold start loads only the libraries
-    of the channel its batch holds (a batch comes from one channel queue). Wrapped in fault
-    injection when ``FAILURE_RATE`` > 0: one ``random.Random(FAILURE_SEED)`` shared by all
-    channels, drawn from in the order of sends, as when they were built eagerly; or, with
-    ``FAILURE_MODE=outage``, provider outages in whole windows (``channels/faults.py``)."""
+    """One provider per channel (``registry.py``), built on first use, so a cold start loads
+    only the libraries of the channel its batch holds (a batch comes from one channel queue).
+    Wrapped in fault injection when ``FAILURE_RATE`` > 0: one ``random.Random(FAILURE_SEED)``
+    shared by all channels, drawn from in the order of sends, as when they were built eagerly;
+    or, with ``FAILURE_MODE=outage``, provider outages in whole windows (``channels/faults.py``)."""
     from notifications.channels.faults import FaultInjectingProvider, OutageInjectingProvider
 
-    def email() -> ChannelProvider:
-        from notifications.channels.email import S3AttachmentStore, SesEmailProvider
+    def factory(channel: Channel) -> Callable[[], ChannelProvider]:
+        return lambda: build_provider(channel, settings)
 
-        return SesEmailProvider(
-            sender=settings.sender_email,
-            configuration_set=settings.ses_configuration_set,
-            attachments=S3AttachmentStore() if settings.attachments_bucket else None,
-            unsubscribe_url=settings.unsubscribe_url,
-            links=preference_links(settings),
-        )
-
-    def sms() -> ChannelProvider:
-        from notifications.channels.sms import SnsSmsProvider
-        from notifications.routing import sms_manage_link_categories
-
-        return SnsSmsProvider(
-            sms_type=settings.sms_type,
-            sender_id=settings.sms_sender_id,
-            max_segments=settings.sms_max_segments,
-            links=preference_links(settings),
-            manage_link_categories=sms_manage_link_categories(),
-        )
-
-    def push() -> ChannelProvider:
-        from notifications.channels.push import SnsPushProvider
-
-        return SnsPushProvider()
-
-    def webhook() -> ChannelProvider:
-        from notifications.channels.webhook import (
-            CachedSubscriptionStore,
-            DynamoSubscriptionStore,
-            SecretsManagerSigningKeys,
-            WebhookProvider,
-        )
-
-        return WebhookProvider(
-            CachedSubscriptionStore(
-                DynamoSubscriptionStore(settings.webhook_subscriptions_table), monotonic=time.time
-            ),
-            # Wall-clock expiry (not monotonic) so a controlled clock in tests ages it too.
-            SecretsManagerSigningKeys(settings.webhook_secret_prefix, monotonic=time.time),
-            timeout=settings.webhook_timeout_seconds,
-            allow_loopback=settings.webhook_allow_loopback,
-        )
-
-    factories: dict[Channel, Callable[[], ChannelProvider]] = {
-        Channel.EMAIL: email,
-        Channel.SMS: sms,
-        Channel.PUSH: push,
-        Channel.WEBHOOK: webhook,
-    }
+    factories = {channel: factory(channel) for channel in Channel}
     if settings.failure_rate <= 0:
         return LazyProviders(factories)
     if settings.failure_mode == "outage":
@@ -558,46 +450,59 @@ class LazyProviders(Mapping[Channel, ChannelProvider]):
         return len(self._factories)
 
 
-def build_stages(settings: SenderSettings, function_name: str | None) -> PolicyStages:
-    """The policy stages from settings; rate limit and breaker need the policy state table."""
-    from notifications.circuit_breaker import DynamoBreakerStore, LambdaEventSourceMappings
-    from notifications.deferral import SqsSchedulerRequeue
-    from notifications.ledger import DynamoLedger
-    from notifications.rate_limit import DynamoCounterStore
+def build_stages(
+    settings: SenderSettings, function_name: str | None
+) -> tuple[list[Stage], Deferrer]:
+    """The policy stages in their order, and the deferrer that puts back what they defer. Rate
+    limit and breaker need the policy state table; without it they are off."""
+    from notifications.adapters.event_source_mappings import LambdaEventSourceMappings
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.policy_state import DynamoBreakerStore, DynamoCounterStore
+    from notifications.adapters.sqs import SqsSchedulerRequeue
+    from notifications.circuit_breaker import CircuitBreaker
+    from notifications.quiet_hours import QuietHoursPolicy
+    from notifications.rate_limit import RateLimiter
+    from notifications.stages import QuietHoursStage, RateLimitStage, RecipientStage
 
     deferrer = Deferrer(
         SqsSchedulerRequeue(settings.schedule_group, settings.scheduler_role_arn),
         DynamoLedger(settings.ledger_table),
     )
+    stages: list[Stage] = [RecipientStage(), QuietHoursStage(QuietHoursPolicy())]
     table = settings.policy_state_table
     if table is None:
         logger.warning("POLICY_STATE_TABLE not set: rate limit and circuit breaker are off")
-        return PolicyStages(quiet_hours=QuietHoursPolicy(), deferrer=deferrer)
-    return PolicyStages(
-        quiet_hours=QuietHoursPolicy(),
-        rate_limiter=RateLimiter(DynamoCounterStore(table), settings.rate_limit_per_minute),
-        breaker=CircuitBreaker(
-            DynamoBreakerStore(table),
-            settings.breaker_failure_threshold,
-            settings.breaker_open_seconds,
-        ),
-        deferrer=deferrer,
-        mappings=LambdaEventSourceMappings(function_name) if function_name else None,
+        return stages, deferrer
+    stages.append(
+        RateLimitStage(RateLimiter(DynamoCounterStore(table), settings.rate_limit_per_minute))
     )
+    stages.append(
+        BreakerStage(
+            CircuitBreaker(
+                DynamoBreakerStore(table),
+                settings.breaker_failure_threshold,
+                settings.breaker_open_seconds,
+            ),
+            LambdaEventSourceMappings(function_name) if function_name else None,
+        )
+    )
+    return stages, deferrer
 
 
 def build_sender(settings: SenderSettings | None = None) -> Sender:
     """Wire the sender from the environment, once per cold start."""
-    from notifications.admission import DynamoTransactions
-    from notifications.ledger import DynamoLedger
-    from notifications.preferences import DynamoPreferencesStore
-    from notifications.queues import SqsQueues, urls_by_name
+    from notifications.adapters.ledger import DynamoLedger
+    from notifications.adapters.preferences import DynamoPreferencesStore
+    from notifications.adapters.sqs import SqsQueues
+    from notifications.adapters.transactions import DynamoTransactions
+    from notifications.queues import urls_by_name
+    from notifications.stages import RateLimitStage
 
     settings = settings or SenderSettings.from_env()
     channel_urls = [settings.queue_url(channel) for channel in Channel]
     ledger = DynamoLedger(settings.ledger_table)
-    stages = build_stages(settings, os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-    limiter = stages.rate_limiter
+    stages, deferrer = build_stages(settings, os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    limiter = next((s.limiter for s in stages if isinstance(s, RateLimitStage)), None)
     return Sender(
         providers=build_providers(settings),
         renderer=TemplateRenderer(),
@@ -614,6 +519,7 @@ def build_sender(settings: SenderSettings | None = None) -> Sender:
         queue_urls=urls_by_name(channel_urls),
         dlq_url=settings.notifications_dlq_url,
         stages=stages,
+        deferrer=deferrer,
         stale_endpoints=DynamoPreferencesStore(settings.preferences_table),
         admission=(
             BatchAdmission(

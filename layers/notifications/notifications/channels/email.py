@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-from notifications.aws import LazyClient
+from notifications.adapters.aws import LazyClient
 from notifications.channels.aws_errors import classify_aws_error, error_code
 from notifications.channels.base import ProviderReceipt, RenderedMessage
 from notifications.errors import PermanentError

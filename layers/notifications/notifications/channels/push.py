@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from notifications.aws import LazyClient
+from notifications.adapters.aws import LazyClient
 from notifications.channels.aws_errors import classify_aws_error, error_code, error_message
 from notifications.channels.base import ProviderReceipt, RenderedMessage
 from notifications.errors import PermanentError

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from notifications.aws import LazyClient
+from notifications.adapters.aws import LazyClient, table
+from notifications.adapters.dynamodb import conditional
 from notifications.caching import TtlCache
 from notifications.channels.aws_errors import classify_aws_error
 from notifications.channels.base import ProviderReceipt, RenderedMessage
@@ -31,7 +32,6 @@ from notifications.errors import PermanentError, RetryableError
 from notifications.models import NotificationRequested
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format prefix, not a secret)
@@ -87,7 +87,8 @@ class CachedSubscriptionStore:
 
 
 class DynamoSubscriptionStore:
-    """Subscriptions in a DynamoDB table keyed by ``subscription_id`` (string).
+    """Subscriptions in a DynamoDB table keyed by ``subscription_id`` (string), through the
+    resource API (typed Python values) like every other table of the layer.
 
     ``list_for_event`` scans with a filter: subscriptions are few (tens, not millions)."""
 
@@ -95,47 +96,50 @@ class DynamoSubscriptionStore:
         self,
         table_name: str,
         *,
-        client_factory: Callable[[], DynamoDBClient] | None = None,
+        resource_factory: Callable[[], Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.table_name = table_name
-        self._dynamodb: LazyClient[DynamoDBClient] = LazyClient("dynamodb", client_factory)
+        self._resource_factory = resource_factory
         self._clock = clock
+
+    def _table(self) -> Any:
+        if self._resource_factory is not None:
+            return self._resource_factory().Table(self.table_name)
+        return table(self.table_name)
 
     @staticmethod
     def _from_item(item: Mapping[str, Any]) -> WebhookSubscription:
         return WebhookSubscription(
-            subscription_id=item["subscription_id"]["S"],
-            url=item["url"]["S"],
-            event_types=tuple(value["S"] for value in item.get("event_types", {}).get("L", [])),
-            enabled=bool(item.get("enabled", {}).get("BOOL", False)),
-            secret_id=item.get("secret_id", {}).get("S"),
-            disabled_reason=item.get("disabled_reason", {}).get("S"),
+            subscription_id=str(item["subscription_id"]),
+            url=str(item["url"]),
+            event_types=tuple(str(value) for value in item.get("event_types", [])),
+            enabled=bool(item.get("enabled", False)),
+            secret_id=item.get("secret_id"),
+            disabled_reason=item.get("disabled_reason"),
         )
 
     def put(self, subscription: WebhookSubscription) -> None:
         item: dict[str, Any] = {
-            "subscription_id": {"S": subscription.subscription_id},
-            "url": {"S": subscription.url},
-            "event_types": {"L": [{"S": value} for value in subscription.event_types]},
-            "enabled": {"BOOL": subscription.enabled},
-            "updated_at": {"S": self._clock().isoformat()},
+            "subscription_id": subscription.subscription_id,
+            "url": subscription.url,
+            "event_types": list(subscription.event_types),
+            "enabled": subscription.enabled,
+            "updated_at": self._clock().isoformat(),
         }
         if subscription.secret_id:
-            item["secret_id"] = {"S": subscription.secret_id}
+            item["secret_id"] = subscription.secret_id
         if subscription.disabled_reason:
-            item["disabled_reason"] = {"S": subscription.disabled_reason}
+            item["disabled_reason"] = subscription.disabled_reason
         try:
-            self._dynamodb().put_item(TableName=self.table_name, Item=item)
+            self._table().put_item(Item=item)
         except Exception as error:
             raise classify_aws_error(error) from error
 
     def get(self, subscription_id: str) -> WebhookSubscription | None:
         try:
-            response = self._dynamodb().get_item(
-                TableName=self.table_name,
-                Key={"subscription_id": {"S": subscription_id}},
-                ConsistentRead=True,
+            response = self._table().get_item(
+                Key={"subscription_id": subscription_id}, ConsistentRead=True
             )
         except Exception as error:
             raise classify_aws_error(error) from error
@@ -152,19 +156,19 @@ class DynamoSubscriptionStore:
                 "FilterExpression": "enabled = :on AND "
                 "(contains(event_types, :type) OR contains(event_types, :all))",
                 "ExpressionAttributeValues": {
-                    ":on": {"BOOL": True},
-                    ":type": {"S": event_type},
-                    ":all": {"S": WILDCARD_EVENT},
+                    ":on": True,
+                    ":type": event_type,
+                    ":all": WILDCARD_EVENT,
                 },
             }
         )
 
     def _scan(self, options: dict[str, Any]) -> list[WebhookSubscription]:
         found: list[WebhookSubscription] = []
-        kwargs: dict[str, Any] = {"TableName": self.table_name, **options}
+        kwargs: dict[str, Any] = dict(options)
         try:
             while True:
-                page = self._dynamodb().scan(**kwargs)
+                page = self._table().scan(**kwargs)
                 found.extend(self._from_item(item) for item in page.get("Items", []))
                 if "LastEvaluatedKey" not in page:
                     break
@@ -176,27 +180,23 @@ class DynamoSubscriptionStore:
     def disable(self, subscription_id: str, reason: str) -> None:
         """Disable a subscription (idempotent; a missing one stays missing)."""
         try:
-            self._dynamodb().update_item(
-                TableName=self.table_name,
-                Key={"subscription_id": {"S": subscription_id}},
+            conditional(
+                self._table().update_item,
+                Key={"subscription_id": subscription_id},
                 UpdateExpression="SET enabled = :off, disabled_reason = :why, disabled_at = :at",
                 ConditionExpression="attribute_exists(subscription_id)",
                 ExpressionAttributeValues={
-                    ":off": {"BOOL": False},
-                    ":why": {"S": reason},
-                    ":at": {"S": self._clock().isoformat()},
+                    ":off": False,
+                    ":why": reason,
+                    ":at": self._clock().isoformat(),
                 },
             )
         except Exception as error:
-            classified = classify_aws_error(error, {"ConditionalCheckFailedException": "missing"})
-            if classified.reason != "missing":
-                raise classified from error
+            raise classify_aws_error(error) from error
 
     def delete(self, subscription_id: str) -> None:
         try:
-            self._dynamodb().delete_item(
-                TableName=self.table_name, Key={"subscription_id": {"S": subscription_id}}
-            )
+            self._table().delete_item(Key={"subscription_id": subscription_id})
         except Exception as error:
             raise classify_aws_error(error) from error
 

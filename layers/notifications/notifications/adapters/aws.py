@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 # Standard client-side retries for throttling; timeouts well inside a Lambda's own.
 # A fixed User-Agent: botocore otherwise rebuilds its structured one (sanitizing every
@@ -63,3 +64,12 @@ class LazyClient(Generic[ClientT]):
         if self._client is None:
             self._client = self._factory() if self._factory is not None else client(self.service)
         return self._client
+
+
+def aws_error(exc: BaseException) -> tuple[str, str] | None:
+    """``(code, message)`` of an AWS service error (a ``ClientError``); None for anything else,
+    so a module outside the adapters can answer a refused request without importing botocore."""
+    if not isinstance(exc, ClientError):
+        return None
+    error = exc.response.get("Error", {})
+    return str(error.get("Code", "ClientError")), str(error.get("Message", ""))
