@@ -7,12 +7,19 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from notifications.adapters.sqs import SqsQueues
 from notifications.models import Channel, NotificationRequested, notification_id
+from notifyctl.local.clock import ControlledClock
 from notifyctl.local.stack import LocalStack
 from notifyctl.subscriptions import Webhooks
 from notifyctl.target import StackTarget
@@ -121,12 +128,12 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def webhook_request(n: int) -> NotificationRequested:
+def webhook_request(n: int, subscription: str = "sub-down") -> NotificationRequested:
     event_id = f"evt-order-{n}"
     return NotificationRequested(
-        notification_id=notification_id(event_id, Channel.WEBHOOK, "sub-down", "order-webhook"),
+        notification_id=notification_id(event_id, Channel.WEBHOOK, subscription, "order-webhook"),
         channel=Channel.WEBHOOK,
-        recipient="sub-down",
+        recipient=subscription,
         template_id="order-webhook",
         category="orders",
         data={"order_id": str(n), "total": {"amount": "19.99", "currency": "EUR"}},
@@ -184,3 +191,114 @@ def test_d_a_rate_limit_is_never_exceeded_across_concurrent_invocations(
     )
     assert max(per_minute.values()) == 2
     assert provider_calls(stack)["email"] == 8
+
+
+@dataclass
+class HoldingReceiver:
+    """A webhook receiver on 127.0.0.1 that records every POST's arrival (monotonic time) and
+    `webhook-id`, holds the first `hold_first` of them `hold_seconds` before answering, and
+    answers the others 200 at once."""
+
+    hold_first: int
+    hold_seconds: float
+    arrivals: list[tuple[float, str]] = field(default_factory=list)
+    port: int = 0
+
+    def ids(self) -> list[str]:
+        return [webhook_id for _, webhook_id in self.arrivals]
+
+    @contextmanager
+    def running(self) -> Iterator[HoldingReceiver]:
+        receiver, lock = self, threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    receiver.arrivals.append((time.monotonic(), self.headers["webhook-id"]))
+                    held = len(receiver.arrivals) <= receiver.hold_first
+                if held:
+                    time.sleep(receiver.hold_seconds)
+                try:
+                    self.send_response(200)
+                    self.end_headers()
+                except OSError:  # the sender that asked is gone
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # daemon handler threads
+        self.port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_e_a_timeout_mid_batch_sends_nothing_after_the_deadline_and_recovers_the_claims(
+    concurrent_stack: Deploy, clock: ControlledClock
+) -> None:
+    # Given a sender timeout of 10 s (queue visibility 60 s, template.yaml SenderTimeouts) and
+    # a webhook subscriber that holds the first request 12 s: past the sender's deadline (and
+    # its 10 s webhook read timeout, which starts after the invocation did)
+    stack = concurrent_stack(WebhookAllowLoopback="true", SenderTimeoutSeconds="10")
+    receiver = HoldingReceiver(hold_first=1, hold_seconds=12)
+    with receiver.running():
+        Webhooks(StackTarget(stack.stack_name, region=stack.clients.region)).add(
+            f"http://127.0.0.1:{receiver.port}/hook", ["OrderPlaced"], "sub-slow"
+        )
+        requests = [webhook_request(n, "sub-slow") for n in range(5)]
+        SqsQueues().enqueue(stack.queue_url("WebhookQueue"), requests)
+        poller = channel_poller(stack, "WebhookQueue")
+
+        # When one round takes the five as one batch, and its invocation blocks on the first
+        started = time.monotonic()
+        assert stack.pump() == 5
+        returned = time.monotonic()
+
+        # Then the invocation timed out, killed at its 10 s deadline
+        [killed] = poller.invocations
+        assert killed.error is not None
+        assert killed.error.error_type == "Sandbox.Timedout"
+        assert returned - started >= 10
+        # and it sent one request (the one in flight), before the deadline; wait until the
+        # webhook read timeout would have ended that request (10 s after it started, + 2 s
+        # margin): a sender still alive would have sent the batch's other four by then
+        [(in_flight_at, in_flight)] = receiver.arrivals
+        assert in_flight_at - started < 10
+        time.sleep(max(0.0, in_flight_at + 12 - time.monotonic()))
+        assert receiver.ids() == [in_flight]
+        # and nothing was recorded SENT: the batch admission claimed all five (one attempt
+        # each) under a lease of the invocation's remaining time + 5 s, at most 15 s
+        lease_end = datetime.fromtimestamp(clock.now() + 15, UTC)
+        items = ledger_items(stack)
+        assert sorted(items) == sorted(request.notification_id for request in requests)
+        for item in items.values():
+            assert (item["status"], int(item["attempts"])) == ("SENDING", 1)
+            assert datetime.fromisoformat(item["lease_until"]) <= lease_end
+
+        # When the clock reaches just before the visibility timeout: the batch stays hidden
+        clock.advance(59)
+        assert stack.pump() == 0
+        # and then past it (the claims' lease, 10 s remaining + 5 s, expired long before)
+        clock.advance(2)
+        stack.drain()
+
+    # Then a later invocation, not the killed one, sent the whole batch
+    assert len(poller.invocations) == 2
+    assert poller.invocations[1].error is None
+    assert {
+        nid: (item["status"], int(item["attempts"])) for nid, item in ledger_items(stack).items()
+    } == {request.notification_id: ("SENT", 2) for request in requests}
+    assert queue_depth(stack, "WebhookQueue") == 0
+    assert queue_depth(stack, "NotificationsDLQ") == 0
+    # and the receiver saw every webhook-id once, but the one in flight at the kill twice: the
+    # documented duplicate window, one per killed invocation (docs/architecture.md,
+    # "Idempotency": the provider accepted and the process died before the SENT record;
+    # docs/reliability.md, "Sender runs past its timeout")
+    seen = Counter(receiver.ids())
+    assert seen == {request.notification_id: 1 for request in requests} | {in_flight: 2}
+    assert sum(seen.values()) == 6
