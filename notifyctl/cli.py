@@ -645,7 +645,7 @@ app.add_typer(catalog_app, name="events")
 
 
 @catalog_app.command("list")
-def events_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def events_list(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """Every event type with its version and what it sends."""
     from rich.table import Table
 
@@ -664,7 +664,9 @@ def events_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 
 @catalog_app.command("show")
-def events_show(event_type: str) -> None:
+def events_show(
+    event_type: Annotated[str, typer.Argument(help="An event type (see `notifyctl events list`).")],
+) -> None:
     """One type as JSON: version, description, an example detail and its JSON Schema."""
     from notifyctl.producer import PublishError, describe_type, dumps
 
