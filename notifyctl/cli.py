@@ -911,7 +911,7 @@ def _preference_links() -> Any:
 
 @preferences_app.command("link")
 def preferences_link(
-    user_id: str,
+    user_id: Annotated[str, typer.Argument(help=USER_ID_HELP)],
     category: Annotated[
         str | None, typer.Option(help="The category the page opens on (default: the first).")
     ] = None,
