@@ -209,7 +209,7 @@ def id_column(table: Table, title: str, ids: Iterable[str]) -> None:
     table.add_column(title, no_wrap=True, min_width=max(width, len(title)))
 
 
-def parse_since(value: str | None) -> datetime | None:
+def parse_since(value: str | None, option: str = "--since") -> datetime | None:
     """``30m``, ``2h``, ``7d`` or an ISO 8601 time, not in the future."""
     if not value:
         return None
@@ -220,10 +220,10 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise fail(f"--since takes 30m, 2h, 7d or an ISO time, not {value!r}") from None
+        raise fail(f"{option} takes 30m, 2h, 7d or an ISO time, not {value!r}") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if moment > datetime.now(UTC):
-        raise fail(f"--since {value!r} is in the future; give a past time or 30m, 2h, 7d")
+        raise fail(f"{option} {value!r} is in the future; give a past time or 30m, 2h, 7d")
     return moment
 
 
@@ -718,23 +718,123 @@ def webhooks_add(
     console.print(f"signing secret (shown once): {secret}", highlight=False, soft_wrap=True)
 
 
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
 @webhooks_app.command("list")
 def webhooks_list(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
-    """Every subscription."""
+    """Every subscription with its endpoint's health: healthy, failing (since when, next
+    attempt) or disabled; last success; notifications pending (retrying, waiting, kept)."""
     from dataclasses import asdict
 
-    subscriptions = _webhooks().list()
+    views = _webhooks().endpoints()
     if as_json:
-        print(json.dumps([asdict(s) for s in subscriptions], indent=2))
+        rows = []
+        for view in views:
+            health = view.health
+            rows.append(
+                asdict(view.subscription)
+                | {
+                    "health": health.state,
+                    "last_success_at": _iso(health.last_success_at),
+                    "failing_since": _iso(health.failing_since),
+                    "next_attempt_at": _iso(health.next_attempt_at),
+                    "disabled_at": _iso(health.disabled_at),
+                    "consecutive_failures": health.consecutive_failures,
+                    "last_reason": health.last_reason,
+                    "pending": view.pending,
+                }
+            )
+        print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{len(subscriptions)} subscription(s)", title_justify="left")
-    id_column(table, "Id", (s.subscription_id for s in subscriptions))
-    for column in ("URL", "Event types", "Enabled"):
+    table = Table(title=f"{len(views)} subscription(s)", title_justify="left")
+    id_column(table, "Id", (v.subscription.subscription_id for v in views))
+    columns = ("URL", "Event types", "Enabled", "Health", "Last success", "Failing since")
+    for column in (*columns, "Next attempt", "Pending"):
         table.add_column(column, overflow="fold")  # wraps; the id column stays whole
-    for s in subscriptions:
+    for view in views:
+        s, health = view.subscription, view.health
         enabled = "yes" if s.enabled else f"no ({s.disabled_reason})"
-        table.add_row(s.subscription_id, s.url, ", ".join(s.event_types), enabled)
+        state = health.state
+        if health.failing:
+            state += f" ({health.consecutive_failures}x {health.last_reason or '-'})"
+        table.add_row(
+            s.subscription_id,
+            s.url,
+            ", ".join(s.event_types),
+            enabled,
+            state,
+            _when(health.last_success_at),
+            _when(health.failing_since),
+            _when(health.next_attempt_at) if health.failing and not health.disabled else "-",
+            str(view.pending),
+        )
     console.print(table)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+@webhooks_app.command("enable")
+def webhooks_enable(
+    subscription_id: Annotated[str, typer.Argument(help=SUBSCRIPTION_ID_HELP)],
+) -> None:
+    """Re-enable an endpoint that was disabled (after WebhookDisableAfterHours of failures, or
+    a 410 Gone). Its kept notifications stay kept: `webhooks replay` sends them."""
+    webhooks = _webhooks()
+    chosen = _subscription(webhooks, subscription_id)
+    if not webhooks.enable(chosen, datetime.now(UTC)):
+        raise not_found(f"subscription {chosen!r} is not disabled")
+    console.print(
+        f"{chosen}: enabled. Send its kept notifications with"
+        f" `notifyctl webhooks replay {chosen} --since ...`",
+        soft_wrap=True,
+    )
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    subscription_id: Annotated[str, typer.Argument(help=SUBSCRIPTION_ID_HELP)],
+    since: Annotated[
+        str, typer.Option(help="Notifications created since: 30m, 2h, 7d or an ISO time.")
+    ],
+    until: Annotated[
+        str | None, typer.Option(help="... and until (same forms; default: now).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be re-sent; send nothing.")
+    ] = False,
+) -> None:
+    """Re-send the endpoint's dead-lettered and kept (ENDPOINT_DISABLED) notifications of a
+    time window, with the same webhook-id (receivers deduplicate on it); one audit record per
+    replay."""
+    from notifyctl.operations import operator
+
+    start = parse_since(since)
+    end = parse_since(until, option="--until")
+    assert start is not None  # a required option
+    if end is not None and end < start:
+        raise fail(f"--until {until!r} is before --since {since!r}")
+    webhooks = _webhooks()
+    chosen = _subscription(webhooks, subscription_id)
+    items = webhooks.replayable(chosen, start, end)
+    if dry_run:
+        for item in items:
+            console.print(f"{item.notification_id}  {item.status}  {item.created_at}")
+        console.print(f"{len(items)} notification(s) would be replayed to {chosen}")
+        return
+    now, who = datetime.now(UTC), operator()
+    outcomes = [webhooks.replay(item, now, who) for item in items]
+    webhooks.record_replay(chosen, start, end, outcomes, now, who)
+    for outcome in outcomes:
+        mark = "[green]replayed[/green]" if outcome.ok else "[red]not replayed[/red]"
+        console.print(f"{outcome.notification_id}: {mark} ({outcome.detail})", soft_wrap=True)
+    ok = sum(o.ok for o in outcomes)
+    console.print(f"{ok} of {len(outcomes)} replayed to {chosen}")
+    if ok < len(outcomes):
+        raise typer.Exit(code=1)
 
 
 @webhooks_app.command("remove")

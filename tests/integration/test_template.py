@@ -36,6 +36,8 @@ TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
 
 CHANNEL_QUEUES = {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"}
+# The queues that retry on MaxAttempts; webhooks retry on WebhookRetrySchedule.
+PROVIDER_QUEUES = CHANNEL_QUEUES - {"WebhookQueue"}
 DOMAIN_EVENT_TYPES = {"UserRegistered", "OrderPlaced", "PaymentReceived"}
 CATCH_ALL_RULES = {"UnroutedEventTypeRule", "UnknownSourceRule"}
 
@@ -191,7 +193,7 @@ def test_max_receive_count_leaves_slack_above_max_attempts_on_every_channel_queu
 ) -> None:
     # Given the MaxAttempts the template was translated with
     max_attempts = int(case.parameter("MaxAttempts"))
-    for queue in CHANNEL_QUEUES:
+    for queue in PROVIDER_QUEUES:
         # When the queue's redrive policy is resolved
         redrive = case.props(queue)["RedrivePolicy"]
         # Then SQS redrives to NotificationsDLQ only 5 receives after the attempt limit: the
@@ -219,6 +221,25 @@ def test_every_allowed_max_attempts_maps_to_a_receive_limit_of_at_least_5_above_
         assert receives - int(attempts) == 5, attempts
 
 
+def test_webhook_queue_receive_limit_keeps_slack_above_the_longest_allowed_schedule(
+    case: Translated,
+) -> None:
+    # Given the WebhookRetrySchedule parameter's pattern
+    pattern = re.compile(case.template["Parameters"]["WebhookRetrySchedule"]["AllowedPattern"])
+    longest = ",".join(["36000"] * 15)  # 15 waits: 16 attempts
+    assert pattern.fullmatch(longest)
+    assert not pattern.fullmatch(longest + ",5")  # a 16th wait is refused
+    assert pattern.fullmatch(case.template["Parameters"]["WebhookRetrySchedule"]["Default"])
+    assert not pattern.fullmatch("5,,300")
+    # Then the webhook queue redrives only 5 receives after the 16th attempt
+    redrive = case.props("WebhookQueue")["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == 21
+    # And the sender gets the schedule and the disable horizon
+    env = case.props("SenderFunction")["Environment"]["Variables"]
+    assert env["WEBHOOK_RETRY_SCHEDULE"] == {"Ref": "WebhookRetrySchedule"}
+    assert env["WEBHOOK_DISABLE_AFTER_HOURS"] == {"Ref": "WebhookDisableAfterHours"}
+
+
 def test_non_default_max_attempts_reaches_the_queues(sam_template: dict[str, Any]) -> None:
     # Given the prod environment of samconfig.toml
     parameters = samconfig_parameters(SAMCONFIG, "prod")
@@ -226,7 +247,7 @@ def test_non_default_max_attempts_reaches_the_queues(sam_template: dict[str, Any
     prod = Translated(translate(sam_template, parameters))
     # Then every channel queue's backstop sits 5 receives above the prod MaxAttempts (5)
     assert parameters["MaxAttempts"] == "5"
-    for queue in CHANNEL_QUEUES:
+    for queue in PROVIDER_QUEUES:
         assert int(prod.resolve(prod.props(queue)["RedrivePolicy"]["maxReceiveCount"])) == 10
 
 
@@ -336,8 +357,15 @@ def test_every_rule_target_has_a_retry_policy_and_a_dead_letter_queue(case: Tran
     assert set(unrouted["detail-type"][0]["anything-but"]) == DOMAIN_EVENT_TYPES
     assert unrouted["source"] == {"Fn::Split": [",", {"Ref": "EventSource"}]}
     unknown_source = on_bus["UnknownSourceRule"]["Properties"]["EventPattern"]
+    # (but the platform's own operational events, notifications.platform: a team routes them)
     assert unknown_source == {
-        "source": [{"anything-but": {"Fn::Split": [",", {"Ref": "EventSource"}]}}]
+        "source": [
+            {
+                "anything-but": {
+                    "Fn::Split": [",", {"Fn::Sub": "${EventSource},notifications.platform"}]
+                }
+            }
+        ]
     }
     for rule in on_bus.values():
         assert rule["Properties"]["EventBusName"] == {"Fn::GetAtt": ["EventBus", "Name"]}
@@ -537,7 +565,7 @@ def test_stack_deploys_into_moto_with_readable_outputs(
         assert attributes["QueueArn"] == outputs[f"{queue}Arn"]
         assert json.loads(attributes["RedrivePolicy"]) == {
             "deadLetterTargetArn": outputs["NotificationsDLQArn"],
-            "maxReceiveCount": 10,
+            "maxReceiveCount": 21 if queue == "WebhookQueue" else 10,
         }
         assert int(attributes["VisibilityTimeout"]) == 180
         assert attributes["SqsManagedSseEnabled"] == "true"

@@ -194,3 +194,23 @@ def test_all_stages_going_is_go():
     stages = [Recorded(n, GO, asked, False) for n in ("a", "b", "c")]
     assert run(stages, delivery(), NOW, batch(), admitted=False) == GO
     assert asked == ["a", "b", "c"]
+
+
+def test_a_webhook_schedule_waits_beyond_sqs_visibility_are_put_back():
+    # Given the webhook schedule and a receive with 11 h of visibility room left
+    from notifications.retry import RetrySchedule
+
+    schedule = RetrySchedule.parse("5,300,36000,43200")
+    room = 11 * 3600
+    # Then waits within the room are visibility delays, on the schedule
+    assert decide(Failure(RETRYABLE, 1, NOW, visibility_room=room), schedule) == Retry(at(5), 5)
+    assert decide(Failure(RETRYABLE, 3, NOW, visibility_room=room), schedule) == Retry(
+        at(36000), 36000
+    )
+    # And the 12 h wait, longer than the room, is put back for then (Scheduler), not capped
+    assert decide(Failure(RETRYABLE, 4, NOW, visibility_room=room), schedule) == PutBack(at(43200))
+    # And the fifth attempt is the last one: 4 waits, 5 attempts
+    assert decide(Failure(RETRYABLE, 5, NOW), schedule) == DeadLetter(FailureClass.EXHAUSTED)
+    # And a receiver's Retry-After is held to the schedule's shortest wait
+    hurry = RetryableError("throttled", "429", retry_after=1)
+    assert decide(Failure(hurry, 1, NOW), schedule) == Retry(at(5), 5)

@@ -22,6 +22,7 @@ from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested
 from notifications.observability import ChannelMetrics, logger
+from notifications.operational_events import OperationalEvents
 from notifications.settings import AlarmSettings
 
 UNPARSEABLE_NAMESPACE = uuid.UUID("0b3f7c52-8a51-4e7f-9f0c-1d2b3a4c5d6e")
@@ -64,12 +65,14 @@ class DeadLetterRecorder:
         stage: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         fallback: FallbackTrigger | None = None,
+        events: OperationalEvents | None = None,
     ) -> None:
         self.ledger = ledger
         self.alerts = alerts
         self.stage = stage
         self.clock = clock
         self.fallback = fallback
+        self.events = events  # NotificationDeadLettered on the bus (operational_events.py)
 
     def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
         return run_batch(event, DeadLetterBatch(self))
@@ -135,6 +138,8 @@ class DeadLetterBatch:
         if self.recorder.fallback is not None:
             self.recorder.fall_back(entry)
         self.recorded.append(entry)
+        if self.recorder.events is not None:
+            self.recorder.events.dead_lettered(entry, self.recorder.clock())
         self.metrics.count("DeadLettered", entry.channel or "unknown")
         logger.error(
             "notification dead-lettered",
@@ -167,7 +172,16 @@ def build_recorder() -> DeadLetterRecorder:
         SnsAlerts(settings.alerts_topic_arn),
         settings.stage,
         fallback=_fallback_trigger(settings, ledger),
+        events=_operational_events(settings.event_bus_name),
     )
+
+
+def _operational_events(bus_name: str | None) -> OperationalEvents | None:
+    if not bus_name:
+        return None
+    from notifications.adapters.events import EventBridgePutter
+
+    return OperationalEvents(EventBridgePutter(bus_name))
 
 
 def _fallback_trigger(settings: AlarmSettings, ledger: FallbackLedger) -> FallbackTrigger | None:

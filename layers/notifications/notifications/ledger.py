@@ -1,7 +1,8 @@
 """The ledger: one DynamoDB item per notification, recording its life.
 
 Status moves SENDING -> SENT, or through RETRYING back to SENDING, or to DEAD_LETTERED (by
-the alarm function), SUPPRESSED, DEFERRED, REDRIVEN. The item is also the send guard:
+the alarm function), SUPPRESSED, DEFERRED, REDRIVEN, or ENDPOINT_DISABLED (a webhook whose
+endpoint is disabled, kept with its body until a replay). The item is also the send guard:
 ``begin_attempt`` is a conditional write that refuses a notification already SENT, or one
 another invocation holds a live lease on.
 
@@ -73,6 +74,9 @@ class Ledger(Protocol):
         self, notification_id: str, failure: FailureRecord, next_attempt_at: datetime
     ) -> None: ...
     def record_failed_attempt(self, notification_id: str, failure: FailureRecord) -> None: ...
+    def record_parked(
+        self, request: NotificationRequested, body: str, reason: str, now: datetime
+    ) -> bool: ...
     def record_dead_lettered(self, entry: DeadLetterEntry, now: datetime) -> None: ...
     def get(self, notification_id: str) -> dict[str, Any] | None: ...
 

@@ -202,6 +202,8 @@ class NotificationStatus(StrEnum):
     DEAD_LETTERED = "DEAD_LETTERED"
     REDRIVEN = "REDRIVEN"
     PURGED = "PURGED"  # an operator dropped a dead letter; the record is the audit entry
+    # Its webhook endpoint is disabled: kept with its body until `notifyctl webhooks replay`.
+    ENDPOINT_DISABLED = "ENDPOINT_DISABLED"
 
 
 def utc_iso(moment: datetime) -> str:

@@ -108,6 +108,10 @@ COUNT_METRICS = (
     "Deferred",
     "Suppressed",
     "CircuitOpened",
+    # Webhook endpoints (endpoint_health.py): kept while disabled, disabled, recovered.
+    "Parked",
+    "EndpointDisabled",
+    "EndpointRecovered",
 )
 
 

@@ -45,9 +45,10 @@ from notifications.ledger import Claim, FailureRecord, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import Channel, NotificationRequested
 from notifications.observability import logger
+from notifications.operational_events import OperationalEvents
 from notifications.queues import NotificationQueues, queue_name
 from notifications.registry import build_provider
-from notifications.retry import RetryConfig
+from notifications.retry import MAX_VISIBILITY_SECONDS, RetryConfig, RetryPolicy, RetrySchedule
 from notifications.settings import SenderSettings
 from notifications.stages import BatchContext, BreakerStage, Delivery, Stage, admissible, run
 from notifications.templates import TemplateRenderer
@@ -57,6 +58,7 @@ from notifications.verdicts import (
     Failure,
     FailureClass,
     Outcome,
+    Park,
     PutBack,
     Reject,
     Retry,
@@ -66,6 +68,9 @@ from notifications.verdicts import (
 # A claim on a notification outlives the invocation by this much before another may take it.
 LEASE_MARGIN = timedelta(seconds=5)
 DEFAULT_LEASE = timedelta(seconds=30)
+# SQS's 12 h visibility limit counts from the receive: a retry wait is kept this far inside it
+# (the records of a batch were received up to the batching window before the batch began).
+VISIBILITY_MARGIN = timedelta(seconds=60)
 ENDPOINT_DISABLED = "endpoint_disabled"
 
 
@@ -90,6 +95,7 @@ class Sender:
         deferrer: Deferrer | None = None,
         stale_endpoints: StaleEndpoints | None = None,
         admission: BatchAdmission | None = None,
+        webhook_retry: RetryPolicy | None = None,
     ) -> None:
         self.providers = providers
         self.renderer = renderer
@@ -103,6 +109,7 @@ class Sender:
         self.deferrer = deferrer
         self.stale_endpoints = stale_endpoints
         self.admission = admission
+        self.webhook_retry = webhook_retry
 
     def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
         remaining_ms = context.get_remaining_time_in_millis() if context is not None else None
@@ -111,8 +118,11 @@ class Sender:
         )
         return run_batch(event, SenderBatch(self, lease))
 
-    def retry_policy(self, channel: Channel) -> RetryConfig:
-        """The channel's retry policy (one for every channel today)."""
+    def retry_policy(self, channel: Channel) -> RetryPolicy:
+        """The channel's retry policy: webhooks their schedule (``WebhookRetrySchedule``) when
+        one is wired; email, SMS and push the exponential formula (``MaxAttempts``)."""
+        if channel is Channel.WEBHOOK and self.webhook_retry is not None:
+            return self.webhook_retry
         return self.retry
 
 
@@ -122,6 +132,7 @@ class SenderBatch:
     def __init__(self, sender: Sender, lease: timedelta) -> None:
         self.sender = sender
         self.context = BatchContext(clock=sender.clock, lease=lease)
+        self.received_at = sender.clock()  # the batch's records were received by now
         self.admitted: dict[str, Admitted] = {}
         self.parsed: dict[str, NotificationRequested] = {}
 
@@ -129,8 +140,9 @@ class SenderBatch:
 
     def prepare(self, records: Sequence[SqsRecord]) -> None:
         for stage in self.sender.stages:
-            if isinstance(stage, BreakerStage):
-                stage.begin_batch()
+            begin_batch = getattr(stage, "begin_batch", None)
+            if begin_batch is not None:  # the breaker, endpoint health: per-batch reads
+                begin_batch()
         self._admit_ahead(records)
 
     def finish(self) -> None:
@@ -196,10 +208,13 @@ class SenderBatch:
         if isinstance(verdict, Reject):
             self.context.metrics.count("Failed", request.channel.value)
             return self._settle(delivery, Failure(verdict.error, 0, now), record, claimed=False)
+        if isinstance(verdict, Defer | Park) and admitted is not None:
+            # the circuit opened (an endpoint failed) earlier in this batch
+            sender.ledger.release_claim(request.notification_id, admitted.lease_until)
         if isinstance(verdict, Defer):
-            if admitted is not None:  # the circuit opened earlier in this batch
-                sender.ledger.release_claim(request.notification_id, admitted.lease_until)
             return self._defer(delivery, verdict, now)
+        if isinstance(verdict, Park):
+            return self._park(delivery, verdict, now)
         return self._attempt(delivery, record, admitted, now)
 
     def _attempt(
@@ -227,11 +242,11 @@ class SenderBatch:
             logger.info("notification is being sent elsewhere", extra=_log_ids(request))
             return Outcome.RETRY
         attempt = claim.attempts
-        if attempt > sender.retry_policy(request.channel).max_attempts:
+        limit = sender.retry_policy(request.channel).max_attempts
+        if attempt > limit:
             # Attempts were used up by sends that crashed before recording their outcome.
             exhausted = PermanentError(
-                "attempts_exhausted",
-                f"{attempt - 1} attempts made, limit {sender.retry.max_attempts}",
+                "attempts_exhausted", f"{attempt - 1} attempts made, limit {limit}"
             )
             failure = Failure(exhausted, attempt - 1, now, exhausted=True)
             return self._settle(delivery, failure, record, claimed=True)
@@ -282,6 +297,17 @@ class SenderBatch:
         )
         return Outcome.DEFERRED
 
+    def _park(self, delivery: Delivery, verdict: Park, now: datetime) -> Outcome:
+        """Keep it in the ledger with its body (its webhook endpoint is disabled); a replay
+        sends it again. Acknowledged: nothing waits in the queue for an endpoint that is off."""
+        request = delivery.request
+        if not self.sender.ledger.record_parked(request, delivery.body, verdict.reason, now):
+            logger.info("duplicate delivery skipped", extra=_log_ids(request))
+            return Outcome.DUPLICATE
+        self.context.metrics.count("Parked", request.channel.value)
+        logger.info("notification parked", extra={**_log_ids(request), "reason": verdict.reason})
+        return Outcome.PARKED
+
     def _failed(
         self, delivery: Delivery, error: NotificationError, attempt: int, record: SqsRecord
     ) -> Outcome:
@@ -298,8 +324,14 @@ class SenderBatch:
             now,
             hold_until=hold_until,
             can_put_back=self.sender.deferrer is not None,
+            visibility_room=self._visibility_room(now),
         )
         return self._settle(delivery, failure, record, claimed=True)
+
+    def _visibility_room(self, now: datetime) -> float:
+        """Seconds of visibility delay SQS still allows the batch's receives."""
+        used = now - self.received_at + VISIBILITY_MARGIN
+        return max(MAX_VISIBILITY_SECONDS - used.total_seconds(), 0.0)
 
     def _settle(
         self, delivery: Delivery, failure: Failure, record: SqsRecord, claimed: bool
@@ -454,12 +486,17 @@ def build_stages(
     settings: SenderSettings, function_name: str | None
 ) -> tuple[list[Stage], Deferrer]:
     """The policy stages in their order, and the deferrer that puts back what they defer. Rate
-    limit and breaker need the policy state table; without it they are off."""
+    limit, breaker and endpoint health need the policy state table; without it they are off."""
     from notifications.adapters.event_source_mappings import LambdaEventSourceMappings
     from notifications.adapters.ledger import DynamoLedger
-    from notifications.adapters.policy_state import DynamoBreakerStore, DynamoCounterStore
+    from notifications.adapters.policy_state import (
+        DynamoBreakerStore,
+        DynamoCounterStore,
+        DynamoHealthStore,
+    )
     from notifications.adapters.sqs import SqsSchedulerRequeue
     from notifications.circuit_breaker import CircuitBreaker
+    from notifications.endpoint_health import EndpointHealthStage
     from notifications.quiet_hours import QuietHoursPolicy
     from notifications.rate_limit import RateLimiter
     from notifications.stages import QuietHoursStage, RateLimitStage, RecipientStage
@@ -471,7 +508,9 @@ def build_stages(
     stages: list[Stage] = [RecipientStage(), QuietHoursStage(QuietHoursPolicy())]
     table = settings.policy_state_table
     if table is None:
-        logger.warning("POLICY_STATE_TABLE not set: rate limit and circuit breaker are off")
+        logger.warning(
+            "POLICY_STATE_TABLE not set: rate limit, circuit breaker and endpoint health are off"
+        )
         return stages, deferrer
     stages.append(
         RateLimitStage(RateLimiter(DynamoCounterStore(table), settings.rate_limit_per_minute))
@@ -486,7 +525,33 @@ def build_stages(
             LambdaEventSourceMappings(function_name) if function_name else None,
         )
     )
+    stages.append(
+        EndpointHealthStage(
+            DynamoHealthStore(table),
+            webhook_schedule(settings),
+            timedelta(hours=settings.webhook_disable_after_hours),
+            operational_events(settings.event_bus_name),
+        )
+    )
     return stages, deferrer
+
+
+def webhook_schedule(settings: SenderSettings) -> RetrySchedule:
+    return RetrySchedule.parse(
+        settings.webhook_retry_schedule,
+        jitter=settings.backoff_jitter,
+        rng=random.Random(settings.backoff_jitter_seed),
+    )
+
+
+def operational_events(bus_name: str | None) -> OperationalEvents | None:
+    """The operational events' publisher on the stack's bus (``EVENT_BUS_NAME``); None
+    without one (a bare ``sam local invoke``): the events are then only logged."""
+    if not bus_name:
+        return None
+    from notifications.adapters.events import EventBridgePutter
+
+    return OperationalEvents(EventBridgePutter(bus_name))
 
 
 def build_sender(settings: SenderSettings | None = None) -> Sender:
@@ -528,4 +593,5 @@ def build_sender(settings: SenderSettings | None = None) -> Sender:
             if settings.batch_admission
             else None
         ),
+        webhook_retry=webhook_schedule(settings),
     )

@@ -123,6 +123,21 @@ class SenderSettings(BaseSettings, QueueSettings):
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     webhook_secret_prefix: str = "notifications/dev/webhooks/"  # noqa: S105 - a name prefix
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Webhooks' own retry schedule (retry.RetrySchedule): seconds to wait after each failed
+    # attempt; attempts = waits + 1. Email, SMS and push keep MAX_ATTEMPTS and the formula.
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    # An endpoint failing continuously this long is disabled (endpoint_health.py).
+    webhook_disable_after_hours: float = Field(default=120.0, gt=0)
+    # The stack's bus, for the operational events (operational_events.py); unset: not put.
+    event_bus_name: str | None = None
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from notifications.retry import RetrySchedule
+
+        RetrySchedule.parse(value)  # ValueError names the bad part
+        return value
 
     @field_validator("backoff_jitter", "webhook_allow_loopback", "batch_admission", mode="before")
     @classmethod
@@ -139,6 +154,8 @@ class BreakerCheckSettings(BaseSettings, QueueSettings):
 
 class AlarmSettings(BaseSettings):
     alerts_topic_arn: str
+    # NotificationDeadLettered on the stack's bus (operational_events.py); unset: not put.
+    event_bus_name: str | None = None
     # Channel fallback (notifications.fallback): the queues a successor goes to and the
     # preferences it reads. Without them dead letters get no fallback.
     preferences_table: str | None = None

@@ -10,7 +10,8 @@ retryable failure; ``failed`` returns the moment the channel is down until (the 
 opened), or None. Per-endpoint health (issue 15) and a provider send budget (issue 18) fit
 here as one more stage each.
 
-Order: recipient, quiet hours, rate limit, circuit breaker. ``settled_ahead`` says whether a
+Order: recipient, quiet hours, rate limit, health: the circuit breaker (email, SMS, push) and
+per-endpoint health (webhooks, ``endpoint_health.py``). ``settled_ahead`` says whether a
 record admitted ahead skips the stage (the admission settled it); the breaker does not, since
 the circuit may open while the batch is being sent.
 """
@@ -139,23 +140,38 @@ class RateLimitStage(_Quiet):
         return GO
 
 
+# The channels one provider serves for everyone: the channel-wide breaker is theirs. Webhooks
+# have per-endpoint health instead (endpoint_health.py): one customer's endpoint failing must
+# not stop the others.
+PROVIDER_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS, Channel.PUSH})
+
+
 class BreakerStage:
     """The channel's circuit breaker: defers while open; one trial at half-open; counts
-    retryable failures and, when one opens it, switches the channel's polling off."""
+    retryable failures and, when one opens it, switches the channel's polling off. Only for
+    ``channels`` (the provider channels): any other channel passes untouched."""
 
     settled_ahead = False
 
-    def __init__(self, breaker: CircuitBreaker, mappings: EventSourceMappings | None) -> None:
+    def __init__(
+        self,
+        breaker: CircuitBreaker,
+        mappings: EventSourceMappings | None,
+        channels: frozenset[Channel] = PROVIDER_CHANNELS,
+    ) -> None:
         self.breaker = breaker
         self.mappings = mappings
+        self.channels = channels
 
     def begin_batch(self) -> None:
         self.breaker.begin_batch()
 
     def admissible(self, request: NotificationRequested, now: datetime) -> bool:
-        return self.breaker.is_closed(request.channel)
+        return request.channel not in self.channels or self.breaker.is_closed(request.channel)
 
     def check(self, delivery: Delivery, now: datetime, batch: BatchContext) -> Verdict:
+        if delivery.request.channel not in self.channels:
+            return GO
         permit = self.breaker.permit(delivery.request.channel, now, batch.lease)
         delivery.permit = permit
         if not permit.allowed and permit.retry_at is not None:
@@ -163,12 +179,13 @@ class BreakerStage:
         return GO
 
     def sent(self, delivery: Delivery, batch: BatchContext) -> None:
-        self.breaker.record_success(delivery.request.channel, delivery.permit)
+        if delivery.request.channel in self.channels:
+            self.breaker.record_success(delivery.request.channel, delivery.permit)
 
     def failed(
         self, delivery: Delivery, error: NotificationError, now: datetime, batch: BatchContext
     ) -> datetime | None:
-        if error.reason == INJECTED_FAULT:
+        if error.reason == INJECTED_FAULT or delivery.request.channel not in self.channels:
             return None
         channel = delivery.request.channel
         trip = self.breaker.record_failure(channel, delivery.permit, now)

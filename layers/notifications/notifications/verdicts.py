@@ -5,7 +5,9 @@ A policy stage (``stages.py``) answers one of three verdicts:
 - ``Go``: this stage lets the notification through;
 - ``Defer(until, reason)``: it must wait until ``until`` (put back on its queue, no attempt
   spent; ``deferral.py``);
-- ``Reject(error)``: it can never be delivered (dead-lettered at once, ``PERMANENT``).
+- ``Reject(error)``: it can never be delivered (dead-lettered at once, ``PERMANENT``);
+- ``Park(reason)``: it must not be sent now nor retried on its own (its webhook endpoint is
+  disabled): kept in the ledger with its body (``ENDPOINT_DISABLED``) for a replay.
 
 A failure (of a send, or found before it) becomes one of three actions, decided by ``decide``
 alone, from the failure and the channel's retry policy, taken as data:
@@ -18,12 +20,13 @@ alone, from the failure and the channel's retry policy, taken as data:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from notifications.errors import NotificationError
-from notifications.retry import RetryConfig
+from notifications.retry import MAX_VISIBILITY_SECONDS, RetryPolicy
 
 
 class Outcome(StrEnum):
@@ -35,6 +38,7 @@ class Outcome(StrEnum):
     PUT_BACK = "put_back"  # failed while the channel is down: put back for its reopen time
     RETRY = "retry"  # left on the queue with a visibility delay (a batch item failure)
     DEAD_LETTERED = "dead_lettered"
+    PARKED = "parked"  # kept in the ledger (its endpoint is disabled) until a replay
 
     @property
     def acknowledged(self) -> bool:
@@ -53,6 +57,7 @@ class DeferReason(StrEnum):
     QUIET_HOURS = "quiet_hours"
     RATE_LIMITED = "rate_limited"
     CIRCUIT_OPEN = "circuit_open"
+    ENDPOINT_UNHEALTHY = "endpoint_unhealthy"  # its webhook endpoint is failing
 
 
 # -- stage verdicts ----------------------------------------------------------------------------
@@ -77,7 +82,12 @@ class Reject:
     error: NotificationError
 
 
-Verdict = Go | Defer | Reject
+@dataclass(frozen=True)
+class Park:
+    reason: str
+
+
+Verdict = Go | Defer | Reject | Park
 
 
 # -- failure verdicts --------------------------------------------------------------------------
@@ -91,6 +101,8 @@ class Failure:
     ``exhausted``: the attempts were used up before this one could be made (sends that crashed
     before recording their outcome). ``hold_until``: a stage reports the channel down until
     then (the breaker opened, or is open). ``can_put_back``: a deferrer is wired.
+    ``visibility_room``: the longest visibility delay SQS still allows this receive (its 12 h
+    limit counts from the receive); a longer wait is put back (``DelaySeconds`` or Scheduler).
     """
 
     error: NotificationError
@@ -99,6 +111,7 @@ class Failure:
     exhausted: bool = False
     hold_until: datetime | None = None
     can_put_back: bool = True
+    visibility_room: float = MAX_VISIBILITY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -120,7 +133,7 @@ class DeadLetter:
 Action = Retry | PutBack | DeadLetter
 
 
-def decide(failure: Failure, policy: RetryConfig) -> Action:
+def decide(failure: Failure, policy: RetryPolicy) -> Action:
     """What ``failure`` becomes under the channel's retry ``policy``. Pure: no I/O (a policy
     with jitter draws its delay from its own random generator)."""
     if failure.exhausted:
@@ -134,5 +147,9 @@ def decide(failure: Failure, policy: RetryConfig) -> Action:
         # is charged, but not the ones the outage would otherwise burn).
         return PutBack(failure.hold_until)
     retry_after = getattr(failure.error, "retry_after", None)
-    seconds = policy.visibility_timeout(max(failure.attempt, 1), retry_after)
+    wait = policy.wait(max(failure.attempt, 1), retry_after)
+    seconds = min(math.ceil(wait), MAX_VISIBILITY_SECONDS)
+    if seconds > failure.visibility_room and failure.can_put_back:
+        # Longer than this receive's visibility can still wait: a new message for then.
+        return PutBack(failure.now + timedelta(seconds=wait))
     return Retry(failure.now + timedelta(seconds=seconds), seconds)

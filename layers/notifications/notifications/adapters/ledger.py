@@ -235,6 +235,38 @@ class DynamoLedger:
         )
         return response is not None
 
+    def record_parked(
+        self, request: NotificationRequested, body: str, reason: str, now: datetime
+    ) -> bool:
+        """ENDPOINT_DISABLED with the message body (``payload``), kept for a replay (its
+        webhook endpoint is disabled); False when it is SENT or settled already."""
+        describe, names, values = _description(request)
+        response = conditional(
+            self._table().update_item,
+            Key={"notification_id": request.notification_id},
+            UpdateExpression=(
+                "SET #s = :parked, parked_reason = :reason, parked_at = :now, updated_at = :now, "
+                f"payload = :payload, attempts = if_not_exists(attempts, :zero), {describe} "
+                "REMOVE lease_until, next_attempt_at"
+            ),
+            ConditionExpression=(
+                "attribute_not_exists(notification_id) OR NOT #s IN (:sent, :dead, :purged)"
+            ),
+            ExpressionAttributeNames={"#s": "status", **names},
+            ExpressionAttributeValues={
+                **values,
+                ":parked": NotificationStatus.ENDPOINT_DISABLED.value,
+                ":reason": reason,
+                ":now": utc_iso(now),
+                ":payload": body[:200_000],
+                ":zero": 0,
+                ":sent": NotificationStatus.SENT.value,
+                ":dead": NotificationStatus.DEAD_LETTERED.value,
+                ":purged": NotificationStatus.PURGED.value,
+            },
+        )
+        return response is not None
+
     def record_delivery_status(
         self, notification_id: str, delivery_status: str, detail: str, now: datetime
     ) -> dict[str, Any] | None:
@@ -425,6 +457,35 @@ class DynamoLedger:
             "SET #s = :dead",
             {":dead": NotificationStatus.DEAD_LETTERED.value},
             {"action": "redrive_failed", "at": utc_iso(now), "by": operator, "why": why[:300]},
+            now,
+            expected=NotificationStatus.REDRIVEN.value,
+        )
+
+    def mark_replayed(
+        self, notification_id: str, expected: str, now: datetime, operator: str
+    ) -> bool:
+        """A webhook replay (``notifyctl webhooks replay``): DEAD_LETTERED or ENDPOINT_DISABLED
+        -> REDRIVEN with a fresh attempt budget and an audit entry; False if the status is no
+        longer ``expected``."""
+        return self._operator_action(
+            notification_id,
+            "SET #s = :redriven, attempts = :zero, replayed_at = :now, "
+            "redrive_count = if_not_exists(redrive_count, :zero) + :one",
+            {":redriven": NotificationStatus.REDRIVEN.value, ":zero": 0, ":one": 1},
+            {"action": "replay", "at": utc_iso(now), "by": operator, "from": expected},
+            now,
+            expected=expected,
+        )
+
+    def undo_replay(
+        self, notification_id: str, status: str, now: datetime, operator: str, why: str
+    ) -> None:
+        """Back to ``status`` when the replayed message could not be enqueued."""
+        self._operator_action(
+            notification_id,
+            "SET #s = :back",
+            {":back": status},
+            {"action": "replay_failed", "at": utc_iso(now), "by": operator, "why": why[:300]},
             now,
             expected=NotificationStatus.REDRIVEN.value,
         )

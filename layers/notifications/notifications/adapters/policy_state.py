@@ -1,5 +1,6 @@
-"""The policy state table on DynamoDB: rate-limit counters (``rate_limit.py``) and circuit
-breaker items (``circuit_breaker.py``), keyed ``pk``/``sk``."""
+"""The policy state table on DynamoDB: rate-limit counters (``rate_limit.py``), circuit
+breaker items (``circuit_breaker.py``) and webhook endpoint health (``endpoint_health.py``),
+keyed ``pk``/``sk``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from notifications.adapters.aws import table
 from notifications.adapters.dynamodb import conditional
 from notifications.circuit_breaker import BREAKER_KEY, BreakerRecord, BreakerState
+from notifications.endpoint_health import ENDPOINT_KEY, REPLAY_KEY, EndpointHealth
 from notifications.models import Channel
 from notifications.rate_limit import RateSlot
 
@@ -150,4 +152,159 @@ class DynamoBreakerStore:
             Key=self._key(channel),
             UpdateExpression="SET mapping_disabled = :flag",
             ExpressionAttributeValues={":flag": disabled},
+        )
+
+
+# -- per-endpoint health of webhook subscriptions (endpoint_health.py) ---------------------------
+
+
+def _health(subscription_id: str, item: dict[str, Any] | None) -> EndpointHealth:
+    item = item or {}
+    return EndpointHealth(
+        subscription_id=subscription_id,
+        consecutive_failures=int(item.get("consecutive_failures", 0)),
+        probe_failures=int(item.get("probe_failures", 0)),
+        failing_since=_time(item.get("failing_since")),
+        next_attempt_at=_time(item.get("next_attempt_at")),
+        last_success_at=_time(item.get("last_success_at")),
+        last_failure_at=_time(item.get("last_failure_at")),
+        last_reason=item.get("last_reason"),
+        disabled_at=_time(item.get("disabled_at")),
+    )
+
+
+def _stamp(moment: datetime) -> Decimal:
+    return Decimal(str(round(moment.timestamp(), 3)))
+
+
+class DynamoHealthStore:
+    """Endpoint health items in the policy state table (``pk = "endpoint"``,
+    ``sk = <subscription_id>``). Times are epoch seconds with milliseconds."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    def _table(self) -> Any:
+        return table(self.table_name)
+
+    def _key(self, subscription_id: str) -> dict[str, str]:
+        return {"pk": ENDPOINT_KEY, "sk": subscription_id}
+
+    def read(self, subscription_id: str) -> EndpointHealth:
+        item = self._table().get_item(Key=self._key(subscription_id)).get("Item")
+        return _health(subscription_id, item)
+
+    def read_all(self) -> list[EndpointHealth]:
+        found: list[EndpointHealth] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": ENDPOINT_KEY},
+        }
+        while True:
+            page = self._table().query(**kwargs)
+            found.extend(_health(str(item["sk"]), item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def record_failure(
+        self,
+        subscription_id: str,
+        reason: str,
+        now: datetime,
+        next_attempt_at: datetime,
+        probe: bool,
+    ) -> EndpointHealth:
+        response = self._table().update_item(
+            Key=self._key(subscription_id),
+            UpdateExpression=(
+                "ADD consecutive_failures :one, probe_failures :probe "
+                "SET failing_since = if_not_exists(failing_since, :now), last_failure_at = :now, "
+                "last_reason = :reason, next_attempt_at = :next"
+            ),
+            ExpressionAttributeValues={
+                ":one": 1,
+                ":probe": 1 if probe else 0,
+                ":now": _stamp(now),
+                ":reason": reason,
+                ":next": _stamp(next_attempt_at),
+            },
+            ReturnValues="ALL_NEW",
+        )
+        return _health(subscription_id, response.get("Attributes"))
+
+    def record_success(self, subscription_id: str, now: datetime) -> EndpointHealth:
+        response = self._table().update_item(
+            Key=self._key(subscription_id),
+            UpdateExpression=(
+                "SET last_success_at = :now, consecutive_failures = :zero, probe_failures = :zero "
+                "REMOVE failing_since, next_attempt_at"
+            ),
+            ExpressionAttributeValues={":now": _stamp(now), ":zero": 0},
+            ReturnValues="ALL_OLD",
+        )
+        return _health(subscription_id, response.get("Attributes"))
+
+    def claim_probe(self, subscription_id: str, now: datetime, until: datetime) -> bool:
+        return (
+            conditional(
+                self._table().update_item,
+                Key=self._key(subscription_id),
+                UpdateExpression="SET next_attempt_at = :until",
+                ConditionExpression="next_attempt_at <= :now AND attribute_not_exists(disabled_at)",
+                ExpressionAttributeValues={":now": _stamp(now), ":until": _stamp(until)},
+            )
+            is not None
+        )
+
+    def disable(self, subscription_id: str, now: datetime) -> bool:
+        return (
+            conditional(
+                self._table().update_item,
+                Key=self._key(subscription_id),
+                UpdateExpression="SET disabled_at = :now",
+                ConditionExpression="attribute_not_exists(disabled_at)",
+                ExpressionAttributeValues={":now": _stamp(now)},
+            )
+            is not None
+        )
+
+    def record_replay(self, subscription_id: str, audit: dict[str, Any], now: datetime) -> None:
+        """The audit record of one ``notifyctl webhooks replay`` (``pk = "replay"``,
+        ``sk = <subscription_id>#<time>``)."""
+        self._table().put_item(
+            Item={
+                "pk": REPLAY_KEY,
+                "sk": f"{subscription_id}#{now.isoformat()}",
+                "subscription_id": subscription_id,
+                "at": now.isoformat(),
+                **{k: v for k, v in audit.items() if v is not None},
+            }
+        )
+
+    def replays(self, subscription_id: str) -> list[dict[str, Any]]:
+        items = (
+            self._table()
+            .query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :sub)",
+                ExpressionAttributeValues={":pk": REPLAY_KEY, ":sub": f"{subscription_id}#"},
+            )
+            .get("Items", [])
+        )
+        return list(items)
+
+    def enable(self, subscription_id: str, now: datetime) -> bool:
+        """Re-enable: a fresh start (no failing period); False if it was not disabled."""
+        return (
+            conditional(
+                self._table().update_item,
+                Key=self._key(subscription_id),
+                UpdateExpression=(
+                    "SET consecutive_failures = :zero, probe_failures = :zero, enabled_at = :now "
+                    "REMOVE disabled_at, failing_since, next_attempt_at"
+                ),
+                ConditionExpression="attribute_exists(disabled_at)",
+                ExpressionAttributeValues={":now": _stamp(now), ":zero": 0},
+            )
+            is not None
         )

@@ -1,0 +1,234 @@
+"""Webhook endpoints each on their own (issue 15), on the local stack with a real HTTP receiver:
+a retry schedule set through WebhookRetrySchedule, per-endpoint health instead of the channel
+breaker, the disable horizon with its operational event, and enable + replay with the same
+webhook-id. Expected times are written as numbers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from notifications.adapters.aws import table
+from notifications.channels.webhook import (
+    DynamoSubscriptionStore,
+    SecretsManagerSigningKeys,
+    WebhookSubscription,
+)
+from notifications.models import Channel, NotificationRequested, notification_id
+from notifyctl.cli import app
+from tests.reliability.helpers import enqueue, ledger_items, queue_depth
+from tests.samples import SAMPLE_TIME
+
+# 7 attempts over 615 s: far beyond the old budget (3 attempts, 1 s + 2 s).
+SCHEDULE = "5,10,20,60,120,400"
+OPERATIONS_SOURCE = "notifications.platform"
+
+
+class Receiver:
+    """Two endpoints on one server: /down/<sub> answers 503 until ``recover_at`` (clock
+    seconds), /up/<sub> always 200. Records (path, webhook-id, status, clock time) per POST."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.recover_at = float("inf")
+        self.posts: list[tuple[str, str, int, float]] = []
+        self.url = ""
+
+    def ok(self, path: str) -> list[str]:
+        """The webhook-ids the endpoint at ``path`` accepted, in order."""
+        return [wid for p, wid, status, _ in self.posts if p == path and status == 200]
+
+    def failed(self, path: str) -> int:
+        return sum(1 for p, _, status, _ in self.posts if p == path and status != 200)
+
+
+@pytest.fixture
+def receiver(clock) -> Iterator[Receiver]:
+    state = Receiver(clock)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            down = self.path.startswith("/down/") and state.clock.now() < state.recover_at
+            status = 503 if down else 200
+            state.posts.append((self.path, self.headers["webhook-id"], status, state.clock.now()))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def subscribe(stack, receiver: Receiver, subscription_id: str, path: str) -> None:
+    keys = SecretsManagerSigningKeys("notifications/dev/webhooks/")
+    keys.create(subscription_id)
+    DynamoSubscriptionStore(stack.physical_id("WebhookSubscriptionsTable")).put(
+        WebhookSubscription(
+            subscription_id,
+            f"{receiver.url}{path}",
+            ("OrderPlaced",),
+            True,
+            keys.secret_name(subscription_id),
+        )
+    )
+
+
+def order(subscription_id: str, n: int) -> NotificationRequested:
+    event_id = f"evt-{n}"
+    return NotificationRequested(
+        notification_id=notification_id(
+            event_id, Channel.WEBHOOK, subscription_id, "order-webhook"
+        ),
+        channel=Channel.WEBHOOK,
+        recipient=subscription_id,
+        template_id="order-webhook",
+        category="orders",
+        data={"order_id": f"o-{n}", "total": {"amount": "19.99", "currency": "EUR"}},
+        event_id=event_id,
+        event_type="OrderPlaced",
+        correlation_id=event_id,
+        occurred_at=SAMPLE_TIME,
+        requested_at=SAMPLE_TIME,
+    )
+
+
+def watch_operational_events(stack) -> str:
+    """A rule of the test's own on the stack's bus, as a team would route the platform's
+    operational events, to a queue the test reads."""
+    sqs, events = stack.clients.sqs, stack.clients.events
+    url = sqs.create_queue(QueueName="ops-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="ops-events",
+        EventBusName=stack.bus_name,
+        EventPattern=json.dumps({"source": [OPERATIONS_SOURCE]}),
+    )
+    events.put_targets(
+        Rule="ops-events", EventBusName=stack.bus_name, Targets=[{"Id": "q", "Arn": arn}]
+    )
+    return url
+
+
+def operational_events(stack, url: str) -> list[dict[str, Any]]:
+    found = []
+    while messages := stack.clients.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        for message in messages:
+            found.append(json.loads(message["Body"]))
+            stack.clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return found
+
+
+def notifyctl(*args: str) -> str:
+    result = CliRunner().invoke(app, ["--stack-name", "notifications-local", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def policy_items(stack, pk: str) -> dict[str, dict[str, Any]]:
+    items = table(stack.physical_id("PolicyStateTable")).query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": pk}
+    )["Items"]
+    return {str(item["sk"]): item for item in items}
+
+
+def test_a_down_endpoint_loses_nothing_and_its_neighbour_waits_for_nothing(
+    deploy_stack, clock, receiver
+):
+    # Given two subscribers on a short schedule (7 attempts over 615 s), one endpoint down
+    stack = deploy_stack(WebhookAllowLoopback="true", WebhookRetrySchedule=SCHEDULE)
+    subscribe(stack, receiver, "sub-down", "/down/a")
+    subscribe(stack, receiver, "sub-up", "/up/b")
+    events_url = watch_operational_events(stack)
+    start = clock.now()
+    receiver.recover_at = start + 300  # down for 5 minutes: 100x the old 3 s budget
+    first = [order(sub, n) for n in range(5) for sub in ("sub-down", "sub-up")]
+
+    # When one batch holds five notifications for each endpoint
+    enqueue(stack, first)
+    stack.pump()
+
+    # Then the healthy endpoint got its five at once, the failing one was tried once only:
+    # its other four wait for its health without spending an attempt
+    assert len(receiver.ok("/up/b")) == 5
+    assert all(at == start for path, _, _, at in receiver.posts if path == "/up/b")
+    assert receiver.failed("/down/a") == 1
+    items = ledger_items(stack)
+    down_ids = [r.notification_id for r in first if r.recipient == "sub-down"]
+    assert sorted(items[i]["attempts"] for i in down_ids) == [0, 0, 0, 0, 1]
+    health = policy_items(stack, "endpoint")["sub-down"]
+    assert health["consecutive_failures"] == 1
+    healthy = policy_items(stack, "endpoint")["sub-up"]
+    assert healthy["consecutive_failures"] == 0  # its last success only
+    assert healthy["last_success_at"] == start
+    assert "failing_since" not in healthy
+    # And neither the channel breaker nor the webhook queue's polling moved
+    assert "webhook" not in policy_items(stack, "breaker")
+
+    # When more orders come in 100 s later, while the endpoint is still down
+    clock.advance(100)
+    later = [order(sub, n) for n in range(5, 8) for sub in ("sub-down", "sub-up")]
+    enqueue(stack, later)
+    arrived = clock.now()
+    stack.drain(until=lambda: len(receiver.ok("/up/b")) == 8)
+
+    # Then the healthy endpoint's arrive without delay
+    up_later = {r.notification_id for r in later if r.recipient == "sub-up"}
+    assert {wid for path, wid, status, at in receiver.posts if at == arrived} >= up_later
+
+    # When the endpoint recovers and everything drains
+    stack.drain()
+
+    # Then every notification of the down endpoint arrived exactly once, none lost, none in
+    # the DLQ, each well within the schedule's attempts
+    everything = first + later
+    down_all = [r.notification_id for r in everything if r.recipient == "sub-down"]
+    assert Counter(receiver.ok("/down/a")) == Counter(dict.fromkeys(down_all, 1))
+    assert Counter(receiver.ok("/up/b")) == Counter(
+        {r.notification_id: 1 for r in everything if r.recipient == "sub-up"}
+    )
+    items = ledger_items(stack)
+    assert {items[r.notification_id]["status"] for r in everything} == {"SENT"}
+    assert all(items[i]["attempts"] <= 7 for i in down_all)
+    assert queue_depth(stack, "NotificationsDLQ") == 0
+    assert min(
+        at for path, _, status, at in receiver.posts if status == 200 and "down" in path
+    ) >= (start + 300)
+    # And the endpoint was probed on the schedule, not hammered: one failed POST per wait
+    # (failed at 0 s, probed at 100 s, then 10, 20, 60, 120 s after each failed probe)
+    assert receiver.failed("/down/a") <= 6
+    # And its health is back, with one WebhookEndpointRecovered event on the bus
+    health = policy_items(stack, "endpoint")["sub-down"]
+    assert health["consecutive_failures"] == 0
+    assert "failing_since" not in health
+    recovered = [
+        e
+        for e in operational_events(stack, events_url)
+        if e["detail-type"] == "WebhookEndpointRecovered"
+    ]
+    assert len(recovered) == 1
+    assert recovered[0]["source"] == OPERATIONS_SOURCE
+    assert recovered[0]["detail"]["subscription_id"] == "sub-down"
+    assert recovered[0]["detail"]["consecutive_failures"] == receiver.failed("/down/a")
