@@ -232,3 +232,84 @@ def test_a_down_endpoint_loses_nothing_and_its_neighbour_waits_for_nothing(
     assert recovered[0]["source"] == OPERATIONS_SOURCE
     assert recovered[0]["detail"]["subscription_id"] == "sub-down"
     assert recovered[0]["detail"]["consecutive_failures"] == receiver.failed("/down/a")
+
+
+def test_past_the_disable_horizon_an_endpoint_is_disabled_keeps_all_and_replays_once(
+    deploy_stack, clock, receiver
+):
+    # Given one endpoint that never answers, a 36 s disable horizon, and an alarm function
+    # that records dead letters (none expected)
+    stack = deploy_stack(
+        WebhookAllowLoopback="true",
+        WebhookRetrySchedule="5,10,20,40,80,160",
+        WebhookDisableAfterHours="0.01",
+    )
+    subscribe(stack, receiver, "sub-gone", "/down/g")
+    subscribe(stack, receiver, "sub-fine", "/up/f")
+    events_url = watch_operational_events(stack)
+    start = clock.now()
+    requests = [order("sub-gone", n) for n in range(4)]
+    enqueue(stack, requests + [order("sub-fine", 9)])
+
+    # When it has failed continuously past the horizon (probes at 0, 5, 15, 35, 75 s)
+    stack.drain()
+
+    # Then it is disabled, with one WebhookEndpointDisabled event on the bus
+    health = policy_items(stack, "endpoint")["sub-gone"]
+    assert round(float(health["disabled_at"]) - start) == 75  # (drain steps add milliseconds)
+    assert health["failing_since"] == start
+    disabled = [
+        e
+        for e in operational_events(stack, events_url)
+        if e["detail-type"] == "WebhookEndpointDisabled"
+    ]
+    assert len(disabled) == 1
+    assert disabled[0]["detail"]["subscription_id"] == "sub-gone"
+    assert disabled[0]["detail"]["consecutive_failures"] == 5
+    assert disabled[0]["detail"]["last_reason"] == "provider_unavailable"
+    assert receiver.failed("/down/g") == 5
+    # And its four notifications are kept with their bodies: not sent, not dead-lettered
+    items = ledger_items(stack)
+    assert {items[r.notification_id]["status"] for r in requests} == {"ENDPOINT_DISABLED"}
+    assert all(items[r.notification_id]["payload"] for r in requests)
+    assert queue_depth(stack, "NotificationsDLQ") == 0
+    assert queue_depth(stack, "WebhookQueue") == 0
+    # And its neighbour was not held back
+    assert receiver.ok("/up/f") == [order("sub-fine", 9).notification_id]
+    # And `webhooks list` shows it disabled with four pending
+    listed = {
+        row["subscription_id"]: row for row in json.loads(notifyctl("webhooks", "list", "--json"))
+    }
+    assert listed["sub-gone"]["health"] == "disabled"
+    assert listed["sub-gone"]["pending"] == 4
+    assert listed["sub-gone"]["consecutive_failures"] == 5
+    assert listed["sub-fine"]["health"] == "healthy"
+    assert listed["sub-fine"]["pending"] == 0
+
+    # When the customer fixes it, an operator enables it and replays the window
+    receiver.recover_at = clock.now()
+    clock.advance(60)
+    notifyctl("webhooks", "enable", "sub-gone")
+    dry = notifyctl("webhooks", "replay", "sub-gone", "--since", "2h", "--dry-run")
+    assert "4 notification(s) would be replayed to sub-gone" in dry
+    assert receiver.ok("/down/g") == []  # a dry run sends nothing
+    replayed = notifyctl("webhooks", "replay", "sub-gone", "--since", "2h")
+    assert "4 of 4 replayed to sub-gone" in replayed
+    stack.drain()
+
+    # Then each arrives exactly once, with its own notification id as webhook-id
+    assert Counter(receiver.ok("/down/g")) == Counter({r.notification_id: 1 for r in requests})
+    items = ledger_items(stack)
+    assert {items[r.notification_id]["status"] for r in requests} == {"SENT"}
+    assert all(items[r.notification_id]["audit"][-1]["action"] == "replay" for r in requests)
+    # And the replay left one audit record naming what it re-sent
+    audits = policy_items(stack, "replay")
+    assert len(audits) == 1
+    (audit,) = audits.values()
+    assert audit["subscription_id"] == "sub-gone"
+    assert sorted(audit["replayed"]) == sorted(r.notification_id for r in requests)
+    # And a second replay finds nothing left to send
+    again = notifyctl("webhooks", "replay", "sub-gone", "--since", "2h")
+    assert "0 of 0 replayed" in again
+    # And the endpoint is healthy again
+    assert json.loads(notifyctl("webhooks", "list", "--json"))[0]["health"] == "healthy"
