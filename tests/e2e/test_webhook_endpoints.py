@@ -249,7 +249,7 @@ def test_past_the_disable_horizon_an_endpoint_is_disabled_keeps_all_and_replays_
     events_url = watch_operational_events(stack)
     start = clock.now()
     requests = [order("sub-gone", n) for n in range(4)]
-    enqueue(stack, requests + [order("sub-fine", 9)])
+    enqueue(stack, [*requests, order("sub-fine", 9)])
 
     # When it has failed continuously past the horizon (probes at 0, 5, 15, 35, 75 s)
     stack.drain()
