@@ -2,7 +2,7 @@
 
 Source ``notifications.platform`` (``OPERATIONS_SOURCE``); the detail types and their JSON
 schemas (``events/schemas/operational/<Type>.json``, generated from the models below by
-``notifyctl events``'s catalog code, checked by tests/unit/test_catalog.py):
+``schema_text``, checked by tests/unit/test_operational_events.py):
 
 - ``WebhookEndpointDisabled``: an endpoint failed continuously for ``WebhookDisableAfterHours``
   and was disabled (the sender, ``endpoint_health.py``);
@@ -86,7 +86,7 @@ def json_schema(detail_type: str) -> dict[str, Any]:
     return {
         "$schema": "http://json-schema.org/draft-04/schema#",
         "title": detail_type,
-        "description": (model.__doc__ or "").strip().replace("\n    ", " "),
+        "description": " ".join((model.__doc__ or "").split()),
         "type": "object",
         "required": ["source", "detail-type", "detail"],
         "properties": {
@@ -95,6 +95,11 @@ def json_schema(detail_type: str) -> dict[str, Any]:
             "detail": model.model_json_schema(),
         },
     }
+
+
+def schema_text(detail_type: str) -> str:
+    """``events/schemas/operational/<Type>.json``'s content."""
+    return json.dumps(json_schema(detail_type), indent=2, sort_keys=True) + "\n"
 
 
 class EventPutter(Protocol):
