@@ -256,3 +256,21 @@ def test_the_channel_breaker_never_sees_webhooks():
     assert stage.failed(hook, DOWN, NOW, context) is None
     stage.sent(hook, context)
     assert breakers.calls == []
+
+
+def test_a_probe_out_on_another_instance_makes_this_one_wait_for_its_outcome():
+    # Given two sender instances sharing one failing endpoint's health, both due for a probe
+    stage, store, _, clock = stage_and_batch()
+    other = EndpointHealthStage(store, RetrySchedule.parse("5,300,1800"), timedelta(hours=1))  # type: ignore[arg-type]
+    context = batch(clock)
+    stage.begin_batch()
+    stage.failed(delivery("sub-a", 0), DOWN, NOW, context)
+    due = NOW + timedelta(seconds=5)
+    stage.begin_batch()
+    other.begin_batch()
+    # When the first takes the probe
+    assert stage.check(delivery("sub-a", 1), due, context) == GO
+    # Then the second's notification waits 30 s for the probe's outcome, no attempt spent
+    assert other.check(delivery("sub-a", 2), due, context) == Defer(
+        due + timedelta(seconds=30), DeferReason.ENDPOINT_UNHEALTHY
+    )
