@@ -268,6 +268,7 @@ def test_a_probe_out_on_another_instance_makes_this_one_wait_for_its_outcome():
     due = NOW + timedelta(seconds=5)
     stage.begin_batch()
     other.begin_batch()
+    assert not other.admissible(delivery("sub-a", 2).request, due)  # read before the claim
     # When the first takes the probe
     assert stage.check(delivery("sub-a", 1), due, context) == GO
     # Then the second's notification waits 30 s for the probe's outcome, no attempt spent
