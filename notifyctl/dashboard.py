@@ -195,6 +195,9 @@ METRIC_UNITS = {
     "Deferred": "deferrals",
     "Suppressed": "notifications",
     "CircuitOpened": "openings",
+    "Parked": "notifications",
+    "EndpointDisabled": "endpoints",
+    "EndpointRecovered": "endpoints",
 }
 
 

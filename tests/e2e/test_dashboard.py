@@ -120,3 +120,39 @@ def test_notifications_waiting_in_their_queues_are_counted_as_queued(stack):
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert (figures["queued"], figures["in_flight"], figures["settled"]) == (3, 0, 0)
+
+
+def test_retrying_notifications_show_their_next_attempt_soonest_first():
+    # Given two notifications retrying (a webhook endpoint on its schedule, an email) and one
+    # kept while its webhook endpoint is disabled
+    records = [
+        {
+            "notification_id": "n-hook",
+            "status": "RETRYING",
+            "channel": "webhook",
+            "recipient_masked": "sub-erp",
+            "attempts": 3,
+            "last_reason": "provider_unavailable",
+            "next_attempt_at": "2026-11-28T12:30:00.000+00:00",
+        },
+        {
+            "notification_id": "n-mail",
+            "status": "RETRYING",
+            "channel": "email",
+            "recipient_masked": "a***@example.com",
+            "attempts": 1,
+            "last_reason": "provider_timeout",
+            "next_attempt_at": "2026-11-28T12:00:01.000+00:00",
+        },
+        {"notification_id": "n-kept", "status": "ENDPOINT_DISABLED", "channel": "webhook"},
+    ]
+    # When the dashboard is computed
+    figures = compute(records)
+    # Then it lists them by next attempt, and counts the kept one
+    assert [(r.ident, r.next_attempt_at, r.attempts) for r in figures.retrying] == [
+        ("n-mail", "2026-11-28T12:00:01.000+00:00", 1),
+        ("n-hook", "2026-11-28T12:30:00.000+00:00", 3),
+    ]
+    assert figures.retrying[1].subject == "sub-erp"
+    assert figures.kept == 1
+    assert figures.in_flight == 2
