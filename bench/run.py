@@ -27,6 +27,7 @@ def default_steps(quick: bool) -> list[Step]:
     import requests_cost
     import sender_cpu
     import throughput
+    import webhook_isolation
 
     info = common.machine()
     print(
@@ -39,6 +40,7 @@ def default_steps(quick: bool) -> list[Step]:
         ("cold start", lambda: cold_start.main(["--importtime", "sender"])),
         ("package size", lambda: package_size.main([])),
         ("throughput", lambda: throughput.main(["--quick"] if quick else [])),
+        ("webhook isolation", lambda: webhook_isolation.main(["--seconds", "120"])),
     ]
 
 
