@@ -139,6 +139,11 @@ class SenderSettings(BaseSettings, QueueSettings):
         RetrySchedule.parse(value)  # ValueError names the bad part
         return value
 
+    # Sends of one batch in flight at once (1: one after another, the sequential path), and
+    # how long the batch waits for one send before giving it up (sending.py).
+    sender_concurrency: int = Field(default=10, ge=1, le=10)
+    send_timeout_seconds: float = Field(default=10.0, gt=0, le=900)
+
     @field_validator("backoff_jitter", "webhook_allow_loopback", "batch_admission", mode="before")
     @classmethod
     def _flag(cls, value: object) -> object:
