@@ -313,3 +313,59 @@ def test_past_the_disable_horizon_an_endpoint_is_disabled_keeps_all_and_replays_
     assert "0 of 0 replayed" in again
     # And the endpoint is healthy again
     assert json.loads(notifyctl("webhooks", "list", "--json"))[0]["health"] == "healthy"
+
+
+def test_a_10_s_endpoint_in_a_batch_does_not_delay_the_other_nine(deploy_stack, clock):
+    # Given a receiver whose /slow endpoint holds its answer (up to the 10 s webhook timeout)
+    # until the other nine deliveries have arrived, and records the order of what happens
+    happened: list[str] = []
+    nine_arrived = threading.Event()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            slow = self.path.startswith("/slow")
+            with lock:
+                happened.append("slow asked" if slow else "fast")
+                if sum(1 for h in happened if h == "fast") == 9:
+                    nine_arrived.set()
+            if slow:
+                nine_arrived.wait(timeout=10)
+                with lock:
+                    happened.append("slow answered")
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        stack = deploy_stack(WebhookAllowLoopback="true")
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        receiver = Receiver(clock)
+        receiver.url = url
+        subscribe(stack, receiver, "sub-slow", "/slow")
+        for n in range(9):
+            subscribe(stack, receiver, f"sub-{n}", f"/fast/{n}")
+        requests = [order("sub-slow", 0)] + [order(f"sub-{n}", n + 1) for n in range(9)]
+
+        # When one batch holds the slow endpoint's notification first and nine others
+        enqueue(stack, requests)
+        assert stack.pump() == 10
+
+        # Then the nine arrived while the slow endpoint was still answering
+        assert happened[0] == "slow asked"
+        assert happened[1:10] == ["fast"] * 9
+        assert happened[10] == "slow answered"
+        # And all ten were delivered
+        items = ledger_items(stack)
+        assert {items[r.notification_id]["status"] for r in requests} == {"SENT"}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
