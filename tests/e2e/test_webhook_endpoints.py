@@ -375,3 +375,29 @@ def test_a_10_s_endpoint_in_a_batch_does_not_delay_the_other_nine(deploy_stack, 
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_every_dead_letter_is_an_event_on_the_bus_and_never_an_unknown_source(deploy_stack, clock):
+    # Given a team's rule on the platform's operational events, and a webhook notification for
+    # a subscription that no longer exists (a permanent failure)
+    stack = deploy_stack()
+    events_url = watch_operational_events(stack)
+    gone = order("sub-removed", 1)
+    enqueue(stack, [gone])
+
+    # When the sender dead-letters it and the alarm function records it
+    stack.drain()
+
+    # Then one NotificationDeadLettered event says what, why and for which endpoint
+    (event,) = operational_events(stack, events_url)
+    assert event["source"] == OPERATIONS_SOURCE
+    assert event["detail-type"] == "NotificationDeadLettered"
+    detail = event["detail"]
+    assert detail["notification_id"] == gone.notification_id
+    assert detail["channel"] == "webhook"
+    assert detail["subscription_id"] == "sub-removed"
+    assert detail["reason"] == "subscription_not_found"
+    assert detail["failure_class"] == "permanent"
+    # And the fan-out's catch-all rules did not take it for an unknown source's event
+    assert queue_depth(stack, "EventsDLQ") == 0
+    assert ledger_items(stack)[gone.notification_id]["status"] == "DEAD_LETTERED"
