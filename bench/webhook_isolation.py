@@ -77,14 +77,16 @@ class Receiver:
 
 @contextmanager
 def previous_path() -> Iterator[None]:
-    """The sender as it was before issue 15: the breaker on every channel (webhooks included),
-    no endpoint health stage, webhooks on the exponential MaxAttempts policy."""
+    """The sender as it was before issues 15 and 18: the breaker on every channel (webhooks
+    included), no endpoint health stage, webhooks on the exponential MaxAttempts policy, the
+    sends of a batch one after another."""
     from notifications import sending
     from notifications.endpoint_health import EndpointHealthStage
     from notifications.models import Channel
     from notifications.stages import BreakerStage
 
     build_stages, webhook_schedule = sending.build_stages, sending.webhook_schedule
+    pool = sending.Sender.pool
 
     def old_stages(settings: Any, function_name: str | None) -> Any:
         stages, deferrer = build_stages(settings, function_name)
@@ -96,11 +98,13 @@ def previous_path() -> Iterator[None]:
 
     sending.build_stages = old_stages  # type: ignore[assignment]
     sending.webhook_schedule = lambda settings: None  # type: ignore[assignment,return-value]
+    sending.Sender.pool = lambda self: None  # type: ignore[method-assign]  # sequential sends
     try:
         yield
     finally:
         sending.build_stages = build_stages  # type: ignore[assignment]
         sending.webhook_schedule = webhook_schedule  # type: ignore[assignment]
+        sending.Sender.pool = pool  # type: ignore[method-assign]
 
 
 @contextmanager
