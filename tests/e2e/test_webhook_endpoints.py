@@ -401,3 +401,30 @@ def test_every_dead_letter_is_an_event_on_the_bus_and_never_an_unknown_source(de
     # And the fan-out's catch-all rules did not take it for an unknown source's event
     assert queue_depth(stack, "EventsDLQ") == 0
     assert ledger_items(stack)[gone.notification_id]["status"] == "DEAD_LETTERED"
+
+
+def test_replay_and_enable_refuse_bad_input_in_one_line(deploy_stack, clock):
+    stack = deploy_stack(WebhookAllowLoopback="true")
+    subscribe(stack, Receiver(clock), "sub-ok", "/up/1")
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["--stack-name", "notifications-local", *args])
+        return result.exit_code, result.output
+
+    code, output = run("webhooks", "replay", "sub-ok", "--since", "2q")
+    assert code == 2
+    assert "--since takes 30m, 2h, 7d or an ISO time, not '2q'" in output
+    assert "Traceback" not in output
+    code, output = run("webhooks", "replay", "sub-ok", "--since", "1h", "--until", "2h")
+    assert code == 2
+    assert "--until '2h' is before --since '1h'" in output
+    code, output = run("webhooks", "replay", "sub-nope", "--since", "1h")
+    assert code == 1  # as every unknown id (notifyctl/ids.py)
+    assert "sub-nope" in output
+    assert "Traceback" not in output
+    code, output = run("webhooks", "enable", "sub-ok")
+    assert code == 1
+    assert "subscription 'sub-ok' is not disabled" in output
+    code, output = run("webhooks", "replay", "sub-ok", "--since", "1h")
+    assert code == 0
+    assert "0 of 0 replayed to sub-ok" in output
