@@ -46,6 +46,18 @@ class Failure:
     ident: str
 
 
+@dataclass(frozen=True)
+class Retrying:
+    """A notification waiting for its next attempt (RETRYING), soonest first."""
+
+    next_attempt_at: str
+    channel: str | None
+    subject: str  # masked recipient (a webhook's subscription id)
+    attempts: int
+    reason: str
+    ident: str
+
+
 @dataclass
 class Dashboard:
     """The figures; the terminal labels are these names (docs/operations.md defines each)."""
@@ -69,6 +81,8 @@ class Dashboard:
     # Sums of the Notifications metrics over the window, per metric and channel, from CloudWatch.
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     recent_failures: list[Failure] = field(default_factory=list)
+    retrying: list[Retrying] = field(default_factory=list)  # the soonest next attempts
+    kept: int = 0  # ENDPOINT_DISABLED: kept while their webhook endpoint is disabled
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -150,6 +164,21 @@ def compute(
     notification_failures.sort(key=lambda f: f.at, reverse=True)
     event_failures.sort(key=lambda f: f.at, reverse=True)
     failures = notification_failures[:RECENT] + event_failures[:RECENT_EVENTS]
+    retrying = sorted(
+        (
+            Retrying(
+                next_attempt_at=str(r.get("next_attempt_at", "?")),
+                channel=r.get("channel"),
+                subject=str(r.get("recipient_masked", "?")),
+                attempts=int(r.get("attempts") or 0),
+                reason=str(r.get("last_reason", "?")),
+                ident=str(r["notification_id"]),
+            )
+            for r in kept
+            if r.get("status") == "RETRYING"
+        ),
+        key=lambda row: row.next_attempt_at,
+    )[:RECENT]
     return Dashboard(
         delivered=status["SENT"],
         dead_lettered=status["DEAD_LETTERED"],
@@ -175,6 +204,8 @@ def compute(
         fallbacks=sum(1 for r in kept if r.get("fallback_of")),
         queued=queued,
         recent_failures=failures,
+        retrying=retrying,
+        kept=status["ENDPOINT_DISABLED"],
     )
 
 
@@ -227,6 +258,7 @@ def render(dashboard: Dashboard, console: Console) -> None:
         ("Suppressed:", f"{dashboard.suppressed:,}"),
         ("Rejected events:", f"{dashboard.rejected_events:,}"),
         ("Fallbacks:", f"{dashboard.fallbacks:,}"),
+        ("Kept (endpoint disabled):", f"{dashboard.kept:,}"),
     ):
         summary.add_row(label, value)
     parts: list[Any] = [summary]
@@ -263,6 +295,21 @@ def render(dashboard: Dashboard, console: Console) -> None:
                 failure.ident,
             )
         parts += ["", recent]
+    if dashboard.retrying:
+        waiting = Table(title="Retrying (soonest next attempt first)", title_justify="left")
+        for column in ("Next attempt", "Channel", "Recipient / endpoint", "Attempts", "Reason"):
+            waiting.add_column(column, overflow="fold")
+        waiting.add_column("Id", no_wrap=True)
+        for row in dashboard.retrying:
+            waiting.add_row(
+                row.next_attempt_at,
+                row.channel or "-",
+                row.subject,
+                str(row.attempts),
+                row.reason,
+                row.ident,
+            )
+        parts += ["", waiting]
     if dashboard.metrics:
         metrics = Table(title="From CloudWatch metrics (sums)", title_justify="left")
         metrics.add_column("Metric (counts)")
