@@ -96,6 +96,7 @@ EXPECTED_REACH = {
         "PreferenceLinkSecret",
         "scheduler:schedule/notifications-${Stage}-deferrals/*",
         "lambda:event-source-mapping:*",
+        "EventBus",  # WebhookEndpointDisabled/Recovered, source notifications.platform only
     },
     "BreakerCheckFunctionRole": {
         "PolicyStateTable",
@@ -112,6 +113,7 @@ EXPECTED_REACH = {
         "EmailQueue",
         "SmsQueue",
         "PushQueue",
+        "EventBus",  # NotificationDeadLettered, source notifications.platform only
     },
     "DeliveryFeedbackFunctionRole": {"LedgerTable", "PreferencesTable", "EventsDLQ"},
     "DeferralSchedulerRole": {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"},
@@ -223,6 +225,17 @@ def test_every_resource_is_the_stacks_own_or_a_listed_exception():
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
     }
+
+
+def test_operational_events_go_on_the_stacks_bus_under_the_platform_source_only():
+    puts = [(r, s) for r, s in statements() if "events:PutEvents" in as_list(s["Action"])]
+    assert sorted(r for r, _ in puts) == ["DlqAlarmFunctionRole", "SenderFunctionRole"]
+    for _, statement in puts:
+        assert as_list(statement["Action"]) == ["events:PutEvents"]
+        assert statement["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}
+        assert statement["Condition"] == {
+            "StringEquals": {"events:source": "notifications.platform"}
+        }
 
 
 def test_each_function_reaches_only_what_it_uses():
