@@ -145,29 +145,33 @@ def webhook_request(n: int, subscription: str = "sub-down") -> NotificationReque
     )
 
 
-def test_c_the_breaker_opening_mid_round_lets_through_only_the_batches_in_flight(
+def test_c_a_down_endpoint_failing_mid_round_lets_through_only_the_batches_in_flight(
     concurrent_stack: Deploy,
 ) -> None:
-    # Given a webhook subscriber that is down (connection refused), a breaker opening after
-    # 5 failures, and 100 deliveries: ten batches of 10, five taken at once
+    # Given a webhook subscriber that is down (connection refused) and 100 deliveries: ten
+    # batches of 10, five taken at once. (Issue 15: webhooks have per-endpoint health, not the
+    # channel breaker, which stays for email, SMS and push.)
     stack = concurrent_stack(WebhookAllowLoopback="true", BreakerFailureThreshold=5, MaxAttempts=10)
     Webhooks(StackTarget(stack.stack_name, region=stack.clients.region)).add(
         f"http://127.0.0.1:{closed_port()}/hook", ["OrderPlaced"], "sub-down"
     )
     SqsQueues().enqueue(stack.queue_url("WebhookQueue"), [webhook_request(n) for n in range(100)])
 
-    # When a round runs (the breaker opens while its five batches are in flight), and more
-    # rounds run while it stays open (the clock does not move)
+    # When a round runs (the endpoint's first failures land while its five batches are in
+    # flight), and more rounds run while it is not due for a probe (the clock does not move)
     assert stack.pump() == 50
     for _ in range(3):
         stack.pump()
 
-    # Then at most those five batches' 50 sends were attempted, none after it opened
+    # Then at most those five batches' 50 sends were attempted, none once it was known failing
     attempts = sum(int(item.get("attempts", 0)) for item in ledger_items(stack).values())
-    assert 5 <= attempts <= 50
-    # And the instance that opened it disabled the webhook mapping: the rest waits
-    assert not channel_poller(stack, "WebhookQueue").active
-    assert "SENT" not in {item["status"] for item in ledger_items(stack).values()}
+    assert 1 <= attempts <= 50
+    # And the webhook queue is still polled (no channel-wide stop): the rest wait on the
+    # endpoint's health without spending attempts
+    assert channel_poller(stack, "WebhookQueue").active
+    statuses = Counter(item["status"] for item in ledger_items(stack).values())
+    assert "SENT" not in statuses
+    assert statuses["DEFERRED"] >= 50
 
 
 def test_d_a_rate_limit_is_never_exceeded_across_concurrent_invocations(
