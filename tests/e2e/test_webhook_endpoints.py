@@ -183,6 +183,11 @@ def test_a_down_endpoint_loses_nothing_and_its_neighbour_waits_for_nothing(
     items = ledger_items(stack)
     down_ids = [r.notification_id for r in first if r.recipient == "sub-down"]
     assert sorted(items[i]["attempts"] for i in down_ids) == [0, 0, 0, 0, 1]
+    # And `notifyctl dlq show` gives the retrying one's next attempt: 5 s, the schedule's first
+    shown = json.loads(notifyctl("dlq", "show", first[0].notification_id))
+    assert shown["status"] == "RETRYING"
+    assert shown["next_attempt_at"] == "2026-11-28T12:00:05.000+00:00"
+    assert shown["errors"][0]["reason"] == "provider_unavailable"
     health = policy_items(stack, "endpoint")["sub-down"]
     assert health["consecutive_failures"] == 1
     healthy = policy_items(stack, "endpoint")["sub-up"]
