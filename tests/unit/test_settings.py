@@ -49,3 +49,16 @@ def test_malformed_variables_are_named(name, value):
 def test_alarm_settings_need_the_topic():
     with pytest.raises(SettingsError, match="ALERTS_TOPIC_ARN"):
         AlarmSettings.from_env({"LEDGER_TABLE": "ledger"})
+
+
+def test_a_malformed_webhook_schedule_fails_the_cold_start_naming_variable_and_part():
+    with pytest.raises(SettingsError) as caught:
+        SenderSettings.from_env({**SENDER_ENV, "WEBHOOK_RETRY_SCHEDULE": "5,1.5,300"})
+    assert "WEBHOOK_RETRY_SCHEDULE" in str(caught.value)
+    assert "bad part '1.5'" in str(caught.value)
+    # And the default is Svix's schedule, the disable horizon 120 h
+    settings = SenderSettings.from_env(SENDER_ENV)
+    assert settings.webhook_retry_schedule == "5,300,1800,7200,18000,36000,36000"
+    assert settings.webhook_disable_after_hours == 120
+    with pytest.raises(SettingsError, match="WEBHOOK_DISABLE_AFTER_HOURS"):
+        SenderSettings.from_env({**SENDER_ENV, "WEBHOOK_DISABLE_AFTER_HOURS": "0"})
