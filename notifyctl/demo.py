@@ -243,6 +243,10 @@ def run_demo(
     parameters = {"FailureRate": str(failure_rate), "WebhookAllowLoopback": "true"}
     if max_attempts is not None:
         parameters["MaxAttempts"] = str(max_attempts)
+    # The demo drains on the real clock: its webhooks retry on the exponential budget's waits
+    # (1 s, 2 s, ...) instead of the day-long default schedule, so a run stays short.
+    waits = max((max_attempts or 3) - 1, 1)
+    parameters["WebhookRetrySchedule"] = ",".join(str(min(2**n, 60)) for n in range(waits))
     with WebhookReceiver().running() as receiver:
         # Worker processes (isolation="process") stop when this process exits.
         stack = deploy(
