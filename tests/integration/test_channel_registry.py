@@ -55,7 +55,16 @@ def test_the_channel_queues_are_exactly_the_registrys_and_alike(template):
     # maxReceiveCount follows MaxAttempts (through the ReceiveLimits map: issue 13's slack)
     assert "MaxAttempts" in str(first["Properties"]["RedrivePolicy"]["maxReceiveCount"])
     for spec in SPECS[1:]:
-        assert resources[spec.queue_id] == first, spec.queue_id
+        queue = resources[spec.queue_id]
+        if spec.queue_id == "WebhookQueue":
+            # (webhooks retry on WebhookRetrySchedule: a fixed redrive limit above its longest
+            # allowed schedule, tests/integration/test_template.py; alike otherwise)
+            assert queue["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 21
+            queue = copy.deepcopy(queue)
+            queue["Properties"]["RedrivePolicy"]["maxReceiveCount"] = first["Properties"][
+                "RedrivePolicy"
+            ]["maxReceiveCount"]
+        assert queue == first, spec.queue_id
 
 
 def test_the_sender_has_one_alike_mapping_per_registered_queue(template):
