@@ -127,6 +127,28 @@ class SenderSettings(BaseSettings, QueueSettings):
     # how long the batch waits for one send before giving it up (sending.py).
     sender_concurrency: int = Field(default=10, ge=1, le=10)
     send_timeout_seconds: float = Field(default=10.0, gt=0, le=900)
+    # A modelled latency per channel for local runs and benchmarks (channels/latency.py), e.g.
+    # "email=lognormal:80:250,webhook=fixed:300"; empty: none.
+    provider_latency: str = ""
+    # Provider send budgets, sends per second across every sender (send_budget.py); 0: none.
+    ses_max_send_rate: float = Field(default=0.0, ge=0)
+    sms_max_send_rate: float = Field(default=0.0, ge=0)
+    push_max_send_rate: float = Field(default=0.0, ge=0)
+
+    def send_rates(self) -> dict[Channel, float]:
+        return {
+            Channel.EMAIL: self.ses_max_send_rate,
+            Channel.SMS: self.sms_max_send_rate,
+            Channel.PUSH: self.push_max_send_rate,
+        }
+
+    @field_validator("provider_latency")
+    @classmethod
+    def _latency(cls, value: str) -> str:
+        from notifications.channels.latency import parse_latency
+
+        parse_latency(value)  # a LatencySpecError (a ValueError) names the bad part
+        return value
 
     @field_validator("backoff_jitter", "webhook_allow_loopback", "batch_admission", mode="before")
     @classmethod
