@@ -124,38 +124,49 @@ def received_batch(stack: Any, logical_id: str, requests: list[NotificationReque
 
 
 def batch_seconds(
-    stack: Any, channel: Channel, latency_ms: int, concurrency: int, rounds: int, tag: str
-) -> float:
-    """Median wall seconds of one sender invocation on a batch of 10."""
+    stack: Any,
+    channel: Channel,
+    latencies: tuple[int, int],
+    concurrency: int,
+    rounds: int,
+    tag: str,
+) -> tuple[float, float]:
+    """Median wall seconds of one sender invocation on a batch of 10, at each of two latencies,
+    measured alternately batch by batch (so the machine's load drifts into both alike)."""
     import common
 
     from notifications.sending import build_sender
     from notifications.settings import SenderSettings
 
-    environment = {
-        **stack.function("SenderFunction").environment,
-        "PROVIDER_LATENCY": f"{channel.value}=fixed:{latency_ms}" if latency_ms else "",
-        "SENDER_CONCURRENCY": str(concurrency),
-        # a loaded machine must not turn a slow moto call into a send_timeout here
-        "SEND_TIMEOUT_SECONDS": "25",
-    }
-    sender = build_sender(SenderSettings.from_env(environment))
+    senders = []
+    for latency_ms in latencies:
+        environment = {
+            **stack.function("SenderFunction").environment,
+            "PROVIDER_LATENCY": f"{channel.value}=fixed:{latency_ms}" if latency_ms else "",
+            "SENDER_CONCURRENCY": str(concurrency),
+            # a loaded machine must not turn a slow moto call into a send_timeout here
+            "SEND_TIMEOUT_SECONDS": "25",
+        }
+        senders.append(build_sender(SenderSettings.from_env(environment)))
     build = email if channel is Channel.EMAIL else webhook
     queue = "EmailQueue" if channel is Channel.EMAIL else "WebhookQueue"
-    times = []
+    times: list[list[float]] = [[], []]
+    n = 0
     for r in range(rounds + 1):  # the first warms the providers up, not counted
-        event = received_batch(
-            stack, queue, [build(n, f"{tag}-{r}") for n in range(r * BATCH, (r + 1) * BATCH)]
-        )
-        with common.quiet_stdout():
-            started = time.perf_counter()
-            response = sender.process_batch(event, Context(60.0))
-            elapsed = time.perf_counter() - started
-        if response["batchItemFailures"]:
-            raise RuntimeError(f"the batch left failures: {response}")
-        if r:
-            times.append(elapsed)
-    return statistics.median(times)
+        for which, sender in enumerate(senders):
+            event = received_batch(
+                stack, queue, [build(n + k, f"{tag}-{which}-{r}") for k in range(BATCH)]
+            )
+            n += BATCH
+            with common.quiet_stdout():
+                started = time.perf_counter()
+                response = sender.process_batch(event, Context(60.0))
+                elapsed = time.perf_counter() - started
+            if response["batchItemFailures"]:
+                raise RuntimeError(f"the batch left failures: {response}")
+            if r:
+                times[which].append(elapsed)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def per_invocation(rounds: int) -> dict[str, float]:
@@ -163,10 +174,15 @@ def per_invocation(rounds: int) -> dict[str, float]:
     rows = []
     with in_process_stack() as stack:
         for channel, latency in ((Channel.EMAIL, EMAIL_MS), (Channel.WEBHOOK, WEBHOOK_MS)):
-            zero = {c: batch_seconds(stack, channel, 0, c, rounds, f"z{c}") for c in (10, 1)}
+            zero: dict[int, float] = {}
             for concurrency in (10, 1):
-                measured = batch_seconds(
-                    stack, channel, latency, concurrency, rounds, f"{channel.value}{concurrency}"
+                zero[concurrency], measured = batch_seconds(
+                    stack,
+                    channel,
+                    (0, latency),
+                    concurrency,
+                    rounds,
+                    f"{channel.value}{concurrency}",
                 )
                 predicted = zero[concurrency] + math.ceil(BATCH / concurrency) * latency / 1000
                 key = f"{channel.value}_c{concurrency}"
@@ -314,9 +330,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--senders", type=int, default=5, help="sender invocations at once")
     parser.add_argument("--rounds", type=int, default=5, help="batches per figure of part 1")
     parser.add_argument("--budget", type=int, default=20, help="SesMaxSendRate for part 3")
-    parser.add_argument("--quick", action="store_true", help="parts 1 and 3 only, a small burst")
+    parser.add_argument("--quick", action="store_true", help="a burst of 500 at most")
+    parser.add_argument("--invocation-only", action="store_true", help="part 1 only")
     args = parser.parse_args(argv)
     figures: dict[str, Any] = per_invocation(args.rounds)
+    if args.invocation_only:
+        return figures
 
     small = min(args.burst, 100)
     rows = []
