@@ -350,6 +350,7 @@ def deploy(
 
     declared = set((cfn_template.get("Parameters") or {}).keys())
     moto_internals.patch_event_bus_ref()
+    moto_internals.patch_template_parsing()
     cfn_resources.register()  # AWS::Lambda::Url, AWS::SecretsManager::Secret
     moto_internals.patch_transactions_item_level_rollback()
     moto_internals.serialize_backends()
