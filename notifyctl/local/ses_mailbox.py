@@ -115,7 +115,7 @@ class SesMailboxSimulator:
         entries = [entry for message in new for entry in self._entries(message)]
         for start in range(0, len(entries), _PUT_EVENTS_LIMIT):
             chunk = entries[start : start + _PUT_EVENTS_LIMIT]
-            response = self.clients.events.put_events(Entries=chunk)
+            response = self.clients.events.put_events(Entries=chunk)  # type: ignore[arg-type]
             if response.get("FailedEntryCount"):
                 raise RuntimeError(f"SES mailbox simulator: put_events failed: {response}")
             self.published.extend(chunk)
