@@ -163,11 +163,10 @@ class BreakerCheckSettings(BaseSettings, QueueSettings):
     sender_function_name: str
 
 
-class AlarmSettings(BaseSettings):
-    alerts_topic_arn: str
-    # Channel fallback (notifications.fallback): the queues a successor goes to and the
-    # preferences it reads. Without them dead letters get no fallback.
-    preferences_table: str | None = None
+class FallbackQueueSettings(_EnvSettings):
+    """Channel fallback (notifications.fallback): the queues a successor goes to. Without
+    them the function records failures without falling back."""
+
     queue_url_email: str | None = None
     queue_url_sms: str | None = None
     queue_url_push: str | None = None
@@ -183,7 +182,13 @@ class AlarmSettings(BaseSettings):
         return {channel: url for channel, url in urls.items() if url is not None}
 
 
-class FeedbackSettings(BaseSettings):
+class AlarmSettings(BaseSettings, FallbackQueueSettings):
+    alerts_topic_arn: str
+    # The preferences a fallback reads (with the queues above). Without it no fallback.
+    preferences_table: str | None = None
+
+
+class FeedbackSettings(BaseSettings, FallbackQueueSettings):
     preferences_table: str
 
 
