@@ -152,6 +152,19 @@ def test_a_slow_send_does_not_delay_the_other_nine(stack):
     assert peak == [1]
     assert len(sent_emails()) == 15
 
+    # And with PROVIDER_LATENCY modelling 2 s per email and a 0.2 s send timeout, as deployed
+    # (build_sender's own providers), both sends are given up: each send took its modelled time
+    environment = stack.function("SenderFunction").environment
+    slow = build_sender(
+        SenderSettings.from_env(
+            {**environment, "PROVIDER_LATENCY": "email=fixed:2000", "SEND_TIMEOUT_SECONDS": "0.2"}
+        )
+    )
+    late = [welcome(n) for n in range(20, 22)]
+    response = slow.process_batch(batch_of(stack, late), Context())
+    assert len(response["batchItemFailures"]) == 2
+    assert {ledger(stack).get(r.notification_id)["last_reason"] for r in late} == {"send_timeout"}
+
 
 def test_records_past_the_remaining_time_cut_are_put_back_unclaimed(stack, clock):
     # Given one-by-one claims (no batch admission) and an invocation whose time runs short

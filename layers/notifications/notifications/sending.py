@@ -55,6 +55,7 @@ from notifications.operational_events import OperationalEvents
 from notifications.queues import NotificationQueues, queue_name
 from notifications.registry import build_provider
 from notifications.retry import MAX_VISIBILITY_SECONDS, RetryConfig, RetryPolicy, RetrySchedule
+from notifications.send_budget import BudgetStage
 from notifications.settings import SenderSettings
 from notifications.stages import (
     INJECTED_FAULT,
@@ -229,6 +230,9 @@ class SenderBatch:
 
     def prepare(self, records: Sequence[SqsRecord]) -> None:
         for stage in self.sender.stages:
+            if isinstance(stage, BudgetStage):
+                stage.begin_batch(len(records))
+                continue
             begin_batch = getattr(stage, "begin_batch", None)
             if begin_batch is not None:  # the breaker, endpoint health: per-batch reads
                 begin_batch()
@@ -461,6 +465,9 @@ class SenderBatch:
             logger.exception("unexpected send failure", extra=_log_ids(request))
             error = RetryableError("unexpected_error", f"{type(exc).__name__}: {exc}")
             return self._failed(delivery, error, attempt, record)
+        if delivery.not_after is not None and sender.clock() >= delivery.not_after:
+            # Its send-budget slot's second is over: starting now would spend the next one's.
+            return self._cut(delivery, record, lease_until, "its send-budget second passed")
         pool = sender.pool()
         if pool is None:
             return self._after_send(
@@ -668,14 +675,20 @@ def _log_ids(request: NotificationRequested) -> dict[str, str]:
 
 def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvider]:
     """One provider per channel (``registry.py``), built on first use, so a cold start loads
-    only the libraries of the channel its batch holds (a batch comes from one channel queue).
+    only the libraries of the channel its batch holds (a batch comes from one channel queue),
+    with its modelled latency when ``PROVIDER_LATENCY`` names the channel.
     Wrapped in fault injection when ``FAILURE_RATE`` > 0: one ``random.Random(FAILURE_SEED)``
     shared by all channels, drawn from in the order of sends, as when they were built eagerly;
     or, with ``FAILURE_MODE=outage``, provider outages in whole windows (``channels/faults.py``)."""
     from notifications.channels.faults import FaultInjectingProvider, OutageInjectingProvider
+    from notifications.channels.latency import parse_latency, with_latency
+
+    # PROVIDER_LATENCY (local runs, benchmarks): each send of a modelled channel takes a drawn
+    # time first (channels/latency.py); the fault wrappers go around it.
+    latency = with_latency(parse_latency(settings.provider_latency))
 
     def factory(channel: Channel) -> Callable[[], ChannelProvider]:
-        return lambda: build_provider(channel, settings)
+        return lambda: latency(channel, build_provider(channel, settings))
 
     factories = {channel: factory(channel) for channel in Channel}
     if settings.failure_rate <= 0:
@@ -764,6 +777,13 @@ def build_stages(
             operational_events(settings.event_bus_name),
         )
     )
+    rates = settings.send_rates()
+    if any(rate > 0 for rate in rates.values()):
+        from notifications.adapters.send_budget import DynamoBudgetStore
+        from notifications.send_budget import SendBudget
+
+        # Last: only records about to be sent take a slot of the provider's budget.
+        stages.append(BudgetStage(SendBudget(DynamoBudgetStore(table), rates)))
     return stages, deferrer
 
 

@@ -11,7 +11,8 @@ opened), or None. Per-endpoint health (issue 15) and a provider send budget (iss
 here as one more stage each.
 
 Order: recipient, quiet hours, rate limit, health: the circuit breaker (email, SMS, push) and
-per-endpoint health (webhooks, ``endpoint_health.py``). ``settled_ahead`` says whether a
+per-endpoint health (webhooks, ``endpoint_health.py``), then the provider send budget
+(``send_budget.py``) when one is configured. ``settled_ahead`` says whether a
 record admitted ahead skips the stage (the admission settled it); the breaker does not, since
 the circuit may open while the batch is being sent.
 """
@@ -49,6 +50,8 @@ class Delivery:
     destination: Destination
     message_id: str
     permit: Permit = ALLOWED  # what the breaker stage granted this send
+    # The send must start before this (its send-budget slot's window ends; send_budget.py).
+    not_after: datetime | None = None
 
 
 @dataclass

@@ -58,6 +58,7 @@ class DeferReason(StrEnum):
     RATE_LIMITED = "rate_limited"
     CIRCUIT_OPEN = "circuit_open"
     ENDPOINT_UNHEALTHY = "endpoint_unhealthy"  # its webhook endpoint is failing
+    SEND_BUDGET = "send_budget"  # the channel's provider send budget is spent this second
 
 
 # -- stage verdicts ----------------------------------------------------------------------------
