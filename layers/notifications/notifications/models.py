@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, time
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +17,10 @@ from pydantic import (
     field_validator,
 )
 
+# Re-exported: the enums live in notifications.kinds, which loads no validation library.
+from notifications.kinds import Channel as Channel
+from notifications.kinds import NotificationStatus as NotificationStatus
+
 # Namespace of the deterministic notification ids (uuid5). Never change it: ids already in the
 # ledger and in flight would stop matching their redeliveries.
 NOTIFICATION_ID_NAMESPACE = uuid.UUID("6f1c3b9e-4d0a-5c2e-9b7a-1e8f2d3c4b5a")
@@ -27,15 +30,8 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
-class Channel(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
-    PUSH = "push"
-    WEBHOOK = "webhook"
-
-
 class Money(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     amount: Decimal = Field(ge=0, max_digits=18, decimal_places=4)
     currency: CurrencyCode
@@ -51,7 +47,7 @@ ENVELOPE_FIELDS = frozenset({"idempotency_key", "schema_version"})
 class DomainEvent(BaseModel):
     """Base of the domain events: strict about what it accepts, frozen once built."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_max_length=4096)
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid", str_max_length=4096)
 
     # A producer's key for "this is the same event": notification ids derive from (source,
     # type, key) instead of EventBridge's id, so a retried publish notifies once.
@@ -99,7 +95,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
 class EventEnvelope(BaseModel):
     """The parts of an EventBridge event the fan-out uses (``detail`` is validated later)."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, frozen=True, populate_by_name=True)
 
     id: Identifier
     detail_type: Identifier = Field(alias="detail-type")
@@ -111,7 +107,7 @@ class EventEnvelope(BaseModel):
 class AttachmentRef(BaseModel):
     """An email attachment, referenced by S3 location, never inlined into the queue message."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     bucket: Identifier
     key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
@@ -125,7 +121,7 @@ class QuietHours(BaseModel):
     ``start`` is inside the period, ``end`` is not. ``start == end`` means no quiet period.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     start: time
     end: time
@@ -144,7 +140,7 @@ class QuietHours(BaseModel):
 class NotificationRequested(BaseModel):
     """One notification for one recipient on one channel: the body of a channel queue message."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     notification_id: str
     channel: Channel
@@ -190,18 +186,6 @@ def notification_id(event_id: str, channel: Channel, recipient: str, template_id
     """Deterministic id: the same event, channel, recipient and template always give the same id."""
     name = "\x1f".join((event_id, channel.value, recipient, template_id))
     return str(uuid.uuid5(NOTIFICATION_ID_NAMESPACE, name))
-
-
-class NotificationStatus(StrEnum):
-    REQUESTED = "REQUESTED"
-    SENDING = "SENDING"
-    SENT = "SENT"
-    RETRYING = "RETRYING"
-    DEFERRED = "DEFERRED"
-    SUPPRESSED = "SUPPRESSED"
-    DEAD_LETTERED = "DEAD_LETTERED"
-    REDRIVEN = "REDRIVEN"
-    PURGED = "PURGED"  # an operator dropped a dead letter; the record is the audit entry
 
 
 def utc_iso(moment: datetime) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from notifications.adapters.aws import table
 from notifications.adapters.dynamodb import conditional
 from notifications.circuit_breaker import BREAKER_KEY, BreakerRecord, BreakerState
-from notifications.models import Channel
+from notifications.kinds import Channel
 from notifications.rate_limit import RateSlot
 
 
