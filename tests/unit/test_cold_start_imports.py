@@ -117,6 +117,61 @@ def test_the_sqs_handlers_do_without_the_powertools_batch_utility(function):
     assert json.loads(lines[-1]) == []
 
 
+def test_the_breaker_check_loads_no_validation_library():
+    # When the breaker check's handler module is imported (settings, breaker, policy state)
+    lines = run_in_function(
+        "breaker_check", "import app\n" + loaded("pydantic", "pydantic_core", "msgspec")
+    )
+    # Then neither pydantic nor any other validation library was imported: its settings are
+    # plain Python and it needs no model
+    assert json.loads(lines[-1]) == []
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_settings_are_built_without_pydantic(function):
+    # When a function's settings module alone is imported and its settings built
+    code = (
+        "from notifications import settings\n"
+        "built = [c.from_env() for c in vars(settings).values()\n"
+        "         if isinstance(c, type) and c.__name__ == settings_name]\n"
+        f"{loaded('pydantic', 'notifications.models')}"
+    )
+    name = {
+        "fan_out": "FanOutSettings",
+        "sender": "SenderSettings",
+        "dlq_alarm": "AlarmSettings",
+        "breaker_check": "BreakerCheckSettings",
+        "delivery_feedback": "FeedbackSettings",
+        "preference_center": "PreferenceCenterSettings",
+    }[function]
+    lines = run_in_function(function, f"settings_name = {name!r}\n" + code)
+    # Then the settings were built from the function's environment without pydantic or the
+    # models
+    assert json.loads(lines[-1]) == []
+
+
+def test_models_build_their_validators_on_first_use():
+    # When the models are imported, and then one request is parsed
+    code = f"""
+from notifications import models
+from notifications.contracts import parse_request
+{"print(sorted(n for n, m in vars(models).items() if getattr(m, '__pydantic_complete__', False)))"}
+from tests.samples import welcome
+parse_request(welcome(1).model_dump_json())
+{"print(sorted(n for n, m in vars(models).items() if getattr(m, '__pydantic_complete__', False)))"}
+"""
+    at_import, after_parse = (
+        json.loads(line.replace("'", '"'))
+        for line in run_in_function(
+            "sender", code, PYTHONPATH=f"{ROOT / 'layers' / 'notifications'}:{ROOT}"
+        )[-2:]
+    )
+    # Then no model built its validator at import (each costs a cold start milliseconds)
+    assert at_import == []
+    # And parsing a request built the request's validator only (its parts are inlined)
+    assert after_parse == ["NotificationRequested"]
+
+
 def test_sender_cold_start_leaves_channel_libraries_for_first_use():
     # When the sender is imported, and then its email provider and recipient check are used
     code = f"""
