@@ -13,8 +13,6 @@ with an optional ``Field(default=..., ge=, gt=, le=)``; environment strings are 
 settings class directly checks the same.
 """
 
-from __future__ import annotations
-
 import os
 import types
 import typing
@@ -141,15 +139,14 @@ class _EnvSettings:
         for base in reversed(cls.__mro__[1:]):
             inherited.update(vars(base).get("_fields", {}))
         own = vars(cls)
-        fields: dict[str, _Field] = {}
-        for name, annotation in typing.get_type_hints(cls).items():
+        fields = dict(inherited)
+        # This module does without `from __future__ import annotations`: the annotations are
+        # objects already, no string to evaluate per class at each cold start.
+        for name, annotation in own.get("__annotations__", {}).items():
             if name.startswith("_"):
                 continue
-            if name in own.get("__annotations__", {}):
-                declared = own.get(name, _REQUIRED)
-                spec = declared if isinstance(declared, _Spec) else _Spec(declared)
-            else:
-                spec = inherited[name].spec
+            declared = own.get(name, _REQUIRED)
+            spec = declared if isinstance(declared, _Spec) else _Spec(declared)
             fields[name] = _field(name, annotation, spec)
         cls._fields = fields
         for name, field in fields.items():  # class attributes: the defaults only
