@@ -16,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from notifications.models import Channel, NotificationRequested, notification_id
-from notifications.preferences import Preferences, PreferencesStore
 from notifications.queues import NotificationQueues
 from notifications.routing import FALLBACK_CHAINS, ROUTING_TABLE, first_reachable
+
+# types only: pydantic (events, preferences) loads where they are used
+if TYPE_CHECKING:
+    from notifications.preferences import Preferences, PreferencesStore
 
 # Dead-letter reasons that say the channel cannot reach this user (not that the provider or
 # the message is broken: those would fail on every channel).
