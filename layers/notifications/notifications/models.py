@@ -20,6 +20,7 @@ use.
 from __future__ import annotations
 
 import copy
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ def __getattr__(name: str) -> Any:
         return getattr(events, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+_ENUM_VALUE = re.compile(r"Invalid enum value .*?(?= - at `|$)")
 
 # ---------------------------------------------------------------------------- field rules
 # Each rule takes a field's value and returns it (normalised) or raises ValueError with the
@@ -162,7 +165,8 @@ class _Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
                 if rule is not None:
                     rule(value)
             except (msgspec.ValidationError, ValueError) as exc:
-                found.append(f"{field.name}: {exc}")
+                # msgspec names a bad enum value; a report never carries values
+                found.append(f"{field.name}: {_ENUM_VALUE.sub('Invalid enum value', str(exc))}")
         known = {field.encode_name for field in fields}
         found += [f"{name}: Extra inputs are not permitted" for name in raw if name not in known]
         return found
