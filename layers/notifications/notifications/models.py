@@ -23,7 +23,7 @@ import copy
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime, time
 from typing import Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -185,18 +185,8 @@ class _Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     def model_dump(
         self, *, mode: Literal["python", "json"] = "python", exclude: set[str] | None = None
     ) -> dict[str, Any]:
-        if mode == "json":
-            dumped: dict[str, Any] = msgspec.to_builtins(self)
-        else:
-            dumped = {
-                name: getattr(self, name)
-                for name in self.__struct_fields__
-                if not isinstance(getattr(self, name), _Record)
-            } | {
-                name: getattr(self, name).model_dump()
-                for name in self.__struct_fields__
-                if isinstance(getattr(self, name), _Record)
-            }
+        """The fields as a dict: Python values (parts as dicts) or JSON values."""
+        dumped: dict[str, Any] = msgspec.to_builtins(self) if mode == "json" else _python(self)
         return {k: v for k, v in dumped.items() if not exclude or k not in exclude}
 
     def model_dump_json(self) -> str:
@@ -210,6 +200,17 @@ class _Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
                 raise AttributeError(f"{type(self).__name__} has no field {name!r}")
             msgspec.structs.force_setattr(duplicate, name, value)
         return duplicate
+
+
+def _python(value: Any) -> Any:
+    """A record as a dict of Python values, its parts (records, dataclasses) as dicts too."""
+    if isinstance(value, _Record):
+        return {name: _python(getattr(value, name)) for name in value.__struct_fields__}
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple):
+        return tuple(_python(item) for item in value)
+    return value
 
 
 class AttachmentRef(_Record, frozen=True, kw_only=True, forbid_unknown_fields=True):
