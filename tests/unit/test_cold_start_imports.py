@@ -164,7 +164,10 @@ app.sender.providers[Channel.EMAIL].build_message(request, app.sender.renderer.r
 {loaded("pydantic", "pydantic_core", "notifications.events", "notifications.preferences")}
 """
     lines = run_in_function(
-        "sender", code, PYTHONPATH=f"{ROOT / 'layers' / 'notifications'}:{ROOT}"
+        "sender",
+        code,
+        PYTHONPATH=f"{ROOT / 'layers' / 'notifications'}:{ROOT}",
+        PREFERENCE_LINK_SECRET_ARN="",  # plain links: no Secrets Manager call from a unit test
     )
     # Then pydantic never loaded: the request is a msgspec struct, the settings plain Python,
     # and the domain events and preferences (pydantic) are not the sender's
