@@ -109,3 +109,24 @@ def test_built_directly_the_same_rules_hold_and_the_object_is_frozen():
         SenderSettings(**env, max_attempts=0)
     with pytest.raises(SettingsError, match="missing environment variable"):
         SenderSettings(ledger_table="ledger")
+
+
+def test_a_settings_class_can_check_a_field_itself():
+    # Given a settings class with its own check of one field (as the sender's flags have)
+    from notifications.settings import BaseSettings, field_validator
+
+    class Schedule(BaseSettings):
+        waits: str = "5,60"
+
+        @field_validator("waits")
+        @classmethod
+        def _waits(cls, value: str) -> str:
+            if not all(part.strip().isdigit() for part in value.split(",")):
+                raise ValueError("must be seconds separated by commas")
+            return value.replace(" ", "")
+
+    # When built from the environment, the check's result is kept
+    assert Schedule.from_env({"LEDGER_TABLE": "l", "WAITS": "5, 60, 300"}).waits == "5,60,300"
+    # And a value it refuses is named like any other malformed variable
+    with pytest.raises(SettingsError, match=r"WAITS: must be seconds separated by commas"):
+        Schedule.from_env({"LEDGER_TABLE": "l", "WAITS": "5,soon"})

@@ -16,7 +16,7 @@ settings class directly checks the same.
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
@@ -48,6 +48,29 @@ def Field(
 ) -> Any:
     """A settings field's default and numeric bounds."""
     return _Spec(default, ge, gt, le)
+
+
+@dataclass(frozen=True)
+class _Validator:
+    """A settings class's own check of some fields: ``mode="before"`` gets the raw value
+    (an environment string or what the caller passed), ``"after"`` the converted one; it
+    returns the value to keep or raises ``ValueError`` saying what is wrong."""
+
+    method: Any  # the classmethod
+    names: tuple[str, ...]
+    mode: Literal["before", "after"]
+
+
+def field_validator(
+    *names: str, mode: Literal["before", "after"] = "after"
+) -> Callable[[Any], Any]:
+    """Declare a classmethod as the check of ``names`` (pydantic's decorator, kept so a
+    settings class reads as it did)."""
+
+    def declare(method: Any) -> _Validator:
+        return _Validator(method, names, mode)
+
+    return declare
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,8 @@ class _EnvSettings:
     """Base of the settings classes: fields from the annotations, values checked once."""
 
     _fields: ClassVar[dict[str, _Field]] = {}
+    _own_validators: ClassVar[tuple[_Validator, ...]] = ()
+    _validators: ClassVar[tuple[_Validator, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -149,6 +174,14 @@ class _EnvSettings:
             spec = declared if isinstance(declared, _Spec) else _Spec(declared)
             fields[name] = _field(name, annotation, spec)
         cls._fields = fields
+        own_validators = tuple(v for v in own.values() if isinstance(v, _Validator))
+        unknown = sorted({n for v in own_validators for n in v.names} - set(fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__}: validator of unknown field(s) {', '.join(unknown)}")
+        cls._own_validators = own_validators
+        cls._validators = tuple(
+            v for klass in reversed(cls.__mro__) for v in vars(klass).get("_own_validators", ())
+        )
         for name, field in fields.items():  # class attributes: the defaults only
             if field.required:
                 if name in own:
@@ -169,11 +202,23 @@ class _EnvSettings:
         for name, field in self._fields.items():
             value = values.get(name, field.spec.default)
             try:
-                object.__setattr__(self, name, field.convert(value))
+                object.__setattr__(self, name, self._checked(name, field, value))
             except ValueError as exc:
                 problems.append(f"{name.upper()}: {exc} (got {value!r})")
         if problems:
             raise SettingsError(f"malformed environment variable(s): {'; '.join(problems)}")
+
+    @classmethod
+    def _checked(cls, name: str, field: _Field, value: object) -> object:
+        mine = [v for v in cls._validators if name in v.names]
+        for validator in mine:
+            if validator.mode == "before":
+                value = validator.method.__get__(None, cls)(value)
+        converted = field.convert(value)
+        for validator in mine:
+            if validator.mode == "after" and converted is not None:
+                converted = validator.method.__get__(None, cls)(converted)
+        return converted
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is frozen")
@@ -275,6 +320,13 @@ class SenderSettings(BaseSettings, QueueSettings):
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     webhook_secret_prefix: str = "notifications/dev/webhooks/"  # noqa: S105 - a name prefix
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+
+    @field_validator("backoff_jitter", "webhook_allow_loopback", "batch_admission", mode="before")
+    @classmethod
+    def _flag(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() not in {"true", "false", "1", "0"}:
+            raise ValueError("must be true or false")
+        return value
 
 
 class BreakerCheckSettings(BaseSettings, QueueSettings):
