@@ -117,6 +117,15 @@ def test_the_sqs_handlers_do_without_the_powertools_batch_utility(function):
     assert json.loads(lines[-1]) == []
 
 
+@pytest.mark.parametrize("function", ["sender", "dlq_alarm", "delivery_feedback"])
+def test_handlers_that_take_requests_not_events_import_no_pydantic(function):
+    # When the handler module is imported (its settings, models, adapters, Powertools)
+    lines = run_in_function(function, "import app\n" + loaded("pydantic", "pydantic_core"))
+    # Then pydantic is not loaded: only the fan-out validates domain events with it; the
+    # alarm and feedback functions load it on their first use of preferences
+    assert json.loads(lines[-1]) == []
+
+
 def test_the_breaker_check_loads_no_validation_library():
     # When the breaker check's handler module is imported (settings, breaker, policy state)
     lines = run_in_function(
