@@ -1,6 +1,6 @@
 """Run every benchmark and print its figures (``make bench``). Never fails on timing.
 
-    python bench/run.py [--quick]     # --quick skips the 10,000-notification throughput run
+    python bench/run.py [--quick]     # --quick: no 10,000-notification runs (throughput, drain)
 
 Each figure is printed with the naive baseline measured in the same run; see
 docs/performance.md for what each one means and the recorded results.
@@ -23,6 +23,7 @@ Step = tuple[str, Callable[[], object]]
 def default_steps(quick: bool) -> list[Step]:
     import cold_start
     import common
+    import drain
     import package_size
     import requests_cost
     import sender_cpu
@@ -39,6 +40,7 @@ def default_steps(quick: bool) -> list[Step]:
         ("cold start", lambda: cold_start.main(["--importtime", "sender"])),
         ("package size", lambda: package_size.main([])),
         ("throughput", lambda: throughput.main(["--quick"] if quick else [])),
+        ("drain at provider latency", lambda: drain.main(["--quick"] if quick else [])),
     ]
 
 

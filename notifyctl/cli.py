@@ -203,6 +203,16 @@ def in_range(
         )
 
 
+def latency_spec(option: str, value: str) -> None:
+    """A usage error naming the bad part of a ``ProviderLatency`` value."""
+    from notifications.channels.latency import LatencySpecError, parse_latency
+
+    try:
+        parse_latency(value)
+    except LatencySpecError as exc:
+        raise fail(f"{option}: {exc}") from None
+
+
 def id_column(table: Table, title: str, ids: Iterable[str]) -> None:
     """An id column that never wraps or shrinks (other columns wrap instead)."""
     width = max((len(i) for i in ids), default=len(title))
@@ -323,6 +333,14 @@ def local_demo(
     users: Annotated[
         int, typer.Option(help="Synthetic users with stored preferences (0 or more).")
     ] = 40,
+    provider_latency: Annotated[
+        str,
+        typer.Option(
+            help="A modelled provider latency per channel, in ms, e.g. "
+            "email=lognormal:80:250,webhook=fixed:300 (the ProviderLatency parameter; "
+            "lognormal takes the median and the 99th percentile).",
+        ),
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     server: Annotated[
         bool, typer.Option("--server", help="Run moto as a server on 127.0.0.1, over HTTP.")
@@ -348,6 +366,7 @@ def local_demo(
     in_range("--events", events, minimum=0)
     in_range("--users", users, minimum=0)
     in_range("--failure-rate", failure_rate, minimum=0, maximum=1)
+    latency_spec("--provider-latency", provider_latency)
     use_local_environment()
     progress_console = err_console if as_json else console
     with (
@@ -384,6 +403,7 @@ def local_demo(
             users=users,
             on_progress=on_progress,
             isolation="in-process" if in_process else "process",
+            provider_latency=provider_latency,
         )
     if as_json:
         print(
@@ -426,6 +446,14 @@ def local_serve(
     failure_rate: Annotated[
         float, typer.Option(help="Fraction of provider calls that fail (0 to 1).")
     ] = 0.0,
+    provider_latency: Annotated[
+        str,
+        typer.Option(
+            help="A modelled provider latency per channel, in ms, e.g. "
+            "email=lognormal:80:250,webhook=fixed:300 (the ProviderLatency parameter; "
+            "lognormal takes the median and the 99th percentile).",
+        ),
+    ] = "",
     template: Annotated[
         Path, typer.Option(help="The SAM template.", exists=True, dir_okay=False)
     ] = DEFAULT_TEMPLATE,
@@ -435,8 +463,9 @@ def local_serve(
 
     in_range("--port", port, minimum=0, maximum=65535)
     in_range("--failure-rate", failure_rate, minimum=0, maximum=1)
+    latency_spec("--provider-latency", provider_latency)
     try:
-        serve(template, port, failure_rate, console)
+        serve(template, port, failure_rate, console, provider_latency=provider_latency)
     except PortInUse as exc:
         raise not_found(str(exc)) from None
 

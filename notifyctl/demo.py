@@ -235,12 +235,15 @@ def run_demo(
     max_attempts: int | None = None,
     on_progress: Callable[[str, int, int | None], None] | None = None,
     isolation: Isolation = "in-process",
+    provider_latency: str = "",
 ) -> DemoResult:
     """Runs inside an active moto (``mock_aws``); returns the figures the dashboard shows."""
     rng = random.Random(seed)
     reset_clients()
     started = clock.now()
     parameters = {"FailureRate": str(failure_rate), "WebhookAllowLoopback": "true"}
+    if provider_latency:
+        parameters["ProviderLatency"] = provider_latency
     if max_attempts is not None:
         parameters["MaxAttempts"] = str(max_attempts)
     with WebhookReceiver().running() as receiver:

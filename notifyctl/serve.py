@@ -111,6 +111,7 @@ def serve(
     failure_rate: float,
     console: Console,
     stop: threading.Event | None = None,
+    provider_latency: str = "",
 ) -> None:
     server = start_server(port)
     use_local_environment()
@@ -122,7 +123,11 @@ def serve(
         reset_clients()
         stack = deploy(
             template,
-            {"FailureRate": str(failure_rate), "WebhookAllowLoopback": "true"},
+            {
+                "FailureRate": str(failure_rate),
+                "WebhookAllowLoopback": "true",
+                "ProviderLatency": provider_latency,
+            },
             stack_name=LOCAL_STACK_NAME,
             clock=RealClock(),
             isolation="process",

@@ -1,4 +1,4 @@
-"""Two resource types moto's CloudFormation (5.2) does not create, taught to it through its
+"""Three resource types moto's CloudFormation (5.2) does not create, taught to it through its
 own backends so the template deploys unchanged:
 
 - ``AWS::Lambda::Url``: a function URL config in moto's Lambda (``GetAtt .FunctionUrl`` gives
@@ -7,8 +7,12 @@ own backends so the template deploys unchanged:
 - ``AWS::SecretsManager::Secret``: the secret, with ``SecretString`` or a
   ``GenerateSecretString`` (a random alphanumeric value, under ``GenerateStringKey`` of the
   ``SecretStringTemplate`` when given); ``Ref`` gives its ARN, as in AWS.
+- ``AWS::SES::ConfigurationSet``: the configuration set in moto's SES; ``Ref`` gives its
+  name, as in AWS, so the sender sends with it and the local SES mailbox simulator
+  (``notifyctl.local.ses_mailbox``) publishes feedback for it. (moto keeps no event
+  destination: ``AWS::SES::ConfigurationSetEventDestination`` is still skipped.)
 
-Without them moto skips both and fails on the first ``GetAtt`` of the URL.
+Without them moto skips each and fails on the first ``GetAtt`` of the URL.
 """
 
 from __future__ import annotations
@@ -139,8 +143,40 @@ class LocalSecret(CloudFormationModel):
         return cls(str(created["ARN"]), name)
 
 
+class LocalConfigurationSet(CloudFormationModel):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SES::ConfigurationSet"
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> LocalConfigurationSet:
+        from moto.ses.models import ses_backends
+
+        name = str(cloudformation_json["Properties"].get("Name") or resource_name)
+        ses_backends[account_id][region_name].create_configuration_set(name)
+        return cls(name)
+
+
 def register() -> None:
-    """Make moto's CloudFormation see the two models (it lists CloudFormationModel's
+    """Make moto's CloudFormation see the three models (it lists CloudFormationModel's
     subclasses once and caches the list). Idempotent."""
     from moto.cloudformation import parsing
 

@@ -139,6 +139,37 @@ def patch_transactions_item_level_rollback() -> None:
 # -- concurrency: one request at a time per service backend --------------------------------------
 
 _SERIALIZED = "_notifyctl_serialized"
+_JSON_FIRST = "_notifyctl_json_first"
+
+
+def patch_template_parsing() -> None:
+    """Let moto's CloudFormation read a JSON template body as JSON. Idempotent.
+
+    moto parses every template with PyYAML's pure-Python loader first (JSON is YAML) and falls
+    back to JSON on a YAML error. The local runtime always sends JSON (the translated template),
+    and the YAML parse of it took seconds of each deploy; the result is the same document.
+    A body that is not JSON still goes through moto's own parser."""
+    import json
+
+    from moto.cloudformation.models import ChangeSet, Stack
+
+    if getattr(Stack, _JSON_FIRST, False):
+        return
+    yaml_first = Stack.parse_template
+
+    def parse_template(template: str) -> dict[str, Any]:
+        try:
+            document = json.loads(template)
+        except ValueError:
+            return yaml_first(template)  # type: ignore[no-any-return]
+        return document if isinstance(document, dict) else yaml_first(template)  # type: ignore[no-any-return]
+
+    def change_set_parse(self: Any) -> None:
+        self.template_dict = parse_template(self.template)
+
+    Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign, assignment]
+    ChangeSet._parse_template = change_set_parse  # type: ignore[method-assign]
+    setattr(Stack, _JSON_FIRST, True)
 
 
 def serialize_backends() -> None:

@@ -23,6 +23,7 @@ from notifyctl.local.eventbridge import Tap, install_taps
 from notifyctl.local.functions import Function, FunctionSpec, Invocation, LocalFunction
 from notifyctl.local.pollers import AsyncInvokePoller, Poller, SqsEventSourcePoller
 from notifyctl.local.scheduler import LocalScheduler
+from notifyctl.local.ses_mailbox import SesMailboxSimulator
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ class LocalStack:
     metrics: list[MetricDatum] = field(default_factory=list)
     echo_logs: bool = False
     scheduler: LocalScheduler | None = None
+    # SES's mailbox simulator: feedback events for emails to its addresses (ses_mailbox.py).
+    mailbox: SesMailboxSimulator | None = None
     isolation: Isolation = "in-process"
     _round_executor: ThreadPoolExecutor | None = None
 
@@ -176,14 +179,18 @@ class LocalStack:
         moto_internals.detach_sqs_event_source_mappings(self.account_id, self.clients.region)
         if self.scheduler is not None:
             self.scheduler.fire_due()
+        # Feedback events put on the bus count as handled: the drain goes on to deliver them.
+        fed_back = self.mailbox.feed_back() if self.mailbox is not None else 0
         if self.isolation == "in-process" or len(self.pollers) < 2:
-            return sum(poller.poll_once() for poller in self.pollers)
+            return fed_back + sum(poller.poll_once() for poller in self.pollers)
         # Lambda polls every mapping at the same time: so do the pollers of one round.
         if self._round_executor is None:
             self._round_executor = ThreadPoolExecutor(
                 max_workers=len(self.pollers), thread_name_prefix="local-round"
             )
-        return sum(self._round_executor.map(lambda poller: poller.poll_once(), self.pollers))
+        return fed_back + sum(
+            self._round_executor.map(lambda poller: poller.poll_once(), self.pollers)
+        )
 
     def close(self) -> None:
         """Stop the worker processes and threads (idempotent)."""
@@ -350,7 +357,8 @@ def deploy(
 
     declared = set((cfn_template.get("Parameters") or {}).keys())
     moto_internals.patch_event_bus_ref()
-    cfn_resources.register()  # AWS::Lambda::Url, AWS::SecretsManager::Secret
+    moto_internals.patch_template_parsing()
+    cfn_resources.register()  # AWS::Lambda::Url, AWS::SecretsManager::Secret, SES config set
     moto_internals.patch_transactions_item_level_rollback()
     moto_internals.serialize_backends()
     moto_internals.patch_eventbridge_delivery()
@@ -407,6 +415,9 @@ def deploy(
     local.scheduler = LocalScheduler.install(
         clients, clock, account_id, cfn_template, parameters, stack_name, local.taps
     )
+    configuration_set = outputs.get("EmailConfigurationSetName")
+    if configuration_set:
+        local.mailbox = SesMailboxSimulator(clients, account_id, configuration_set, clock.now)
     return local
 
 

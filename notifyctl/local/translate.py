@@ -10,10 +10,12 @@ would call IAM, is answered from a small offline table.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shlex
 import tomllib
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,12 @@ _CODE_PROPERTY = {
 }
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it (about ten times faster on template.yaml),
+# else the pure-Python one; both construct the same safe types.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CloudFormationLoader(_SafeLoader):  # type: ignore[misc]
     """A SafeLoader that turns ``!Ref``, ``!GetAtt``, ``!Sub``... into their long forms.
 
     A subclass, so that loading a template does not teach every other ``yaml.safe_load`` in
@@ -70,8 +77,17 @@ _CloudFormationLoader.add_multi_constructor("!", intrinsics_multi_constructor)
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    """Read a SAM/CloudFormation YAML template into plain dicts and lists."""
-    document = yaml.load(path.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)  # noqa: S506
+    """Read a SAM/CloudFormation YAML template into plain dicts and lists.
+
+    Parsed once per file version (path, size, modification time) in a process: a test run
+    deploys the same template hundreds of times. Each caller gets its own copy."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed_template(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+
+
+@lru_cache(maxsize=8)
+def _parsed_template(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+    document = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_CloudFormationLoader)  # noqa: S506
     if not isinstance(document, dict):
         raise ValueError(f"{path} is not a template (top level is not a mapping)")
     return document
@@ -144,13 +160,37 @@ def translate(
     ``placeholder_location``. ``parameters`` not given keep the template defaults; those given
     also become the defaults of the returned template, so that it means the same whether or
     not the caller passes them again to CreateStack. The input is not modified.
+
+    The same inputs translate once per process (the translator takes seconds; a test run
+    deploys the same template with the same parameters many times); callers get copies.
     """
-    sam = copy.deepcopy(dict(template))
-    _substitute_code_locations(sam, code_locations or {})
-    values: dict[str, Any] = dict(parameters)
-    session = boto3.session.Session(
-        region_name=region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    key = json.dumps(
+        [template, dict(parameters), dict(code_locations or {}), region],
+        sort_keys=True,
+        default=repr,
     )
+    if key not in _TRANSLATED:
+        if len(_TRANSLATED) >= _TRANSLATED_KEPT:
+            _TRANSLATED.clear()
+        _TRANSLATED[key] = _translate(template, parameters, code_locations or {}, region)
+    return copy.deepcopy(_TRANSLATED[key])
+
+
+_TRANSLATED: dict[str, dict[str, Any]] = {}
+_TRANSLATED_KEPT = 32
+
+
+def _translate(
+    template: Mapping[str, Any],
+    parameters: Mapping[str, str],
+    code_locations: Mapping[str, tuple[str, str]],
+    region: str,
+) -> dict[str, Any]:
+    sam = copy.deepcopy(dict(template))
+    _substitute_code_locations(sam, code_locations)
+    values: dict[str, Any] = dict(parameters)
+    session = boto3.session.Session(region_name=region)
     translator = Translator(MANAGED_POLICIES, Parser(), boto_session=session)
     translated: dict[str, Any] = translator.translate(
         sam,

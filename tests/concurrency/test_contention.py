@@ -243,8 +243,12 @@ def test_e_a_timeout_mid_batch_sends_nothing_after_the_deadline_and_recovers_the
 ) -> None:
     # Given a sender timeout of 10 s (queue visibility 60 s, template.yaml SenderTimeouts) and
     # a webhook subscriber that holds the first request 12 s: past the sender's deadline (and
-    # its 10 s webhook read timeout, which starts after the invocation did)
-    stack = concurrent_stack(WebhookAllowLoopback="true", SenderTimeoutSeconds="10")
+    # its 10 s webhook read timeout, which starts after the invocation did). Sends one at a
+    # time (SenderConcurrency=1): concurrent sends give the held one up at their send timeout
+    # and return before the deadline (tests/integration/test_sender_concurrency.py)
+    stack = concurrent_stack(
+        WebhookAllowLoopback="true", SenderTimeoutSeconds="10", SenderConcurrency="1"
+    )
     receiver = HoldingReceiver(hold_first=1, hold_seconds=12)
     with receiver.running():
         Webhooks(StackTarget(stack.stack_name, region=stack.clients.region)).add(

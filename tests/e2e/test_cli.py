@@ -72,6 +72,16 @@ def one_error_line(result):
         (["publish", "OrderPlaced", "--file", "/"], 2, "'/' is a directory"),
         (["local", "demo", "--events", "-5"], 2, "--events -5 is out of range"),
         (["local", "demo", "--failure-rate", "1.5"], 2, "--failure-rate 1.5 is out of range"),
+        (
+            ["local", "demo", "--provider-latency", "fax=fixed:10"],
+            2,
+            "--provider-latency: unknown channel 'fax'",
+        ),
+        (
+            ["local", "serve", "--provider-latency", "email=lognormal:250:80"],
+            2,
+            "'email=lognormal:250:80'",
+        ),
         (["--config-env", "nosuch", "dashboard"], 2, "has no environment 'nosuch'"),
         (["dlq", "list", "--channel", "pigeon"], 2, "--channel 'pigeon' is not one of"),
         (["dlq", "show"], 2, "Missing argument"),

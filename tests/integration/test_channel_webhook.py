@@ -30,8 +30,12 @@ from notifications.models import Channel, NotificationRequested, notification_id
 REGION = "us-east-1"
 TABLE = "webhook-subscriptions"
 PREFIX = "notifications/webhooks/"
-# Fixed for the whole test; receivers accept timestamps within 5 minutes of their own clock.
-NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def now() -> datetime:
+    """The real time when asked: `standardwebhooks` checks the signed timestamp against its own
+    clock (5 minutes' tolerance), and a suite on a loaded machine can reach this file later."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 @dataclass
@@ -132,13 +136,11 @@ def webhooks(moto_account: None) -> Webhooks:
     store = DynamoSubscriptionStore(
         TABLE,
         resource_factory=lambda: boto3.resource("dynamodb", region_name=REGION),
-        clock=lambda: NOW,
+        clock=now,
     )
     monotonic = Monotonic()
     sender_keys = SecretsManagerSigningKeys(PREFIX, client_factory=secrets, monotonic=monotonic)
-    provider = WebhookProvider(
-        store, sender_keys, timeout=5.0, allow_loopback=True, clock=lambda: NOW
-    )
+    provider = WebhookProvider(store, sender_keys, timeout=5.0, allow_loopback=True, clock=now)
     return Webhooks(
         store,
         SecretsManagerSigningKeys(PREFIX, client_factory=secrets),
@@ -161,8 +163,8 @@ def make_request(number: int, subscription_id: str = "sub-1") -> NotificationReq
         event_id=event_id,
         event_type="OrderPlaced",
         correlation_id=event_id,
-        occurred_at=NOW,
-        requested_at=NOW,
+        occurred_at=now(),
+        requested_at=now(),
     )
 
 

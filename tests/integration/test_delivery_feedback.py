@@ -1,6 +1,9 @@
 """Delivery feedback: SES events and SMS delivery logs update the ledger; a hard bounce or a
 complaint suppresses the address, so the next notification to it is SUPPRESSED."""
 
+import base64
+import gzip
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +12,7 @@ from notifications.adapters.ledger import DynamoLedger
 from notifications.adapters.preferences import DynamoPreferencesStore
 from notifications.models import Channel
 from notifications.preferences import Preferences
+from tests.observe import sent_emails
 from tests.samples import load_event, welcome
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -100,3 +104,65 @@ def test_feedback_for_an_unknown_notification_changes_nothing(stack):
     )
     assert invocation.result == {"recorded": 0}
     assert list(DynamoLedger(stack.physical_id("LedgerTable")).scan()) == []
+
+
+def sms_delivery_logs(message_id: str, provider_response: str) -> dict:
+    """A CloudWatch Logs subscription event with one failed SMS delivery status record."""
+    record = {
+        "notification": {"messageId": message_id, "timestamp": "2026-11-28 12:07:00.000"},
+        "delivery": {"destination": "+14155550103", "providerResponse": provider_response},
+        "status": "FAILURE",
+    }
+    payload = {"logEvents": [{"id": "1", "timestamp": 1, "message": json.dumps(record)}]}
+    data = base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()
+    return {"awslogs": {"data": data}}
+
+
+@pytest.mark.parametrize(
+    ("provider_response", "falls_back"),
+    [
+        ("Invalid phone number", True),  # the number cannot receive SMS
+        ("Phone is currently unreachable/unavailable", False),  # it may later
+    ],
+)
+def test_an_sms_the_carrier_refused_for_good_falls_back_to_email(
+    stack, provider_response, falls_back
+):
+    # Given Hana, who wants payments by SMS, then email, and whose payment SMS was sent
+    DynamoPreferencesStore(stack.physical_id("PreferencesTable")).put(
+        Preferences(
+            user_id="hana",
+            email="hana@example.com",
+            phone="+14155550103",
+            channel_chains={"payment": ("sms", "email")},
+        )
+    )
+    payment = load_event("fan_out/payment-received.json")["detail"] | {"user_id": "hana"}
+    stack.publish("PaymentReceived", payment, source="com.example.shop")
+    stack.drain()
+    ledger = DynamoLedger(stack.physical_id("LedgerTable"))
+    (sms,) = list(ledger.scan())
+    assert (sms["channel"], sms["status"]) == ("sms", "SENT")
+    assert sent_emails() == []
+
+    # When SNS's delivery status log says the carrier refused it
+    invocation = stack.function("DeliveryFeedbackFunction").invoke(
+        sms_delivery_logs(sms["provider_message_id"], provider_response)
+    )
+    assert invocation.result == {"recorded": 1, "unmatched": 0}
+    stack.drain()
+
+    # Then a permanent refusal falls back to email, linked to the SMS; a passing one does not
+    record = ledger.get(sms["notification_id"])
+    assert record["delivery_status"] == "UNDELIVERED"
+    assert "feedback_request" not in record
+    emails = [r for r in ledger.scan() if r["channel"] == "email"]
+    if falls_back:
+        (email,) = emails
+        assert (email["status"], email["fallback_of"]) == ("SENT", sms["notification_id"])
+        assert record["fallback_notification_id"] == email["notification_id"]
+        assert [e.destinations for e in sent_emails()] == [("hana@example.com",)]
+    else:
+        assert emails == []
+        assert sent_emails() == []
+        assert "fallback_decided_at" not in record

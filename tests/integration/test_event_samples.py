@@ -124,8 +124,4 @@ def test_env_json_names_every_variable_each_function_gets(stack):
     assert set(env) == set(stack.functions)
     for logical_id, variables in env.items():
         deployed = set(stack.function(logical_id).spec.environment)
-        # moto's CloudFormation creates no SES configuration set, so its Ref is dropped there
-        expected = deployed | (
-            {"SES_CONFIGURATION_SET"} if logical_id == "SenderFunction" else set()
-        )
-        assert set(variables) == expected, logical_id
+        assert set(variables) == deployed, logical_id

@@ -111,8 +111,9 @@ def test_a_user_over_the_limit_in_one_batch_goes_one_by_one(deploy_stack):
 def test_claims_taken_ahead_are_given_back_when_the_circuit_opens_mid_batch(
     deploy_stack, monkeypatch
 ):
-    # Given a breaker that opens after two provider failures, and an email provider that is down
-    stack = deploy_stack(BreakerFailureThreshold=2)
+    # Given a breaker that opens after two provider failures, two sends in flight at a time,
+    # and an email provider that is down
+    stack = deploy_stack(BreakerFailureThreshold=2, SenderConcurrency=2)
     calls = []
 
     def down(self, request, message):

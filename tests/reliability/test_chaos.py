@@ -21,7 +21,7 @@ MAX_ATTEMPTS = 3
 SEED = 20261128
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # about 6 minutes of CPU: make soak, not make test
 def test_two_thousand_notifications_at_failure_rate_0_3(deploy_stack, record_property):
     # Given the stack with a provider failing 30% of calls (seeded), 3 attempts each, and
     # 1,000 email and 1,000 SMS notifications queued for 2,000 different users

@@ -113,7 +113,15 @@ EXPECTED_REACH = {
         "SmsQueue",
         "PushQueue",
     },
-    "DeliveryFeedbackFunctionRole": {"LedgerTable", "PreferencesTable", "EventsDLQ"},
+    # (channel fallback on a permanent bounce: the successor onto a channel queue)
+    "DeliveryFeedbackFunctionRole": {
+        "LedgerTable",
+        "PreferencesTable",
+        "EventsDLQ",
+        "EmailQueue",
+        "SmsQueue",
+        "PushQueue",
+    },
     "DeferralSchedulerRole": {"EmailQueue", "SmsQueue", "PushQueue", "WebhookQueue"},
     # The preference center: its users' items, one audit item per change, the link keys.
     "PreferenceCenterFunctionRole": {"PreferencesTable", "LedgerTable", "PreferenceLinkSecret"},

@@ -13,7 +13,7 @@ from tests.reliability.load_run import run_sizes
 WARM_UP, SMALL, LARGE = 10, 40, 200
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # tracemalloc over 300 notifications: make soak, not make test
 def test_memory_stays_bounded_when_the_volume_grows_five_fold(stack, record_property):
     # Given the stack, warmed up (cold starts import a lot once)
     # When 40 and then 200 notifications drain through it under tracemalloc

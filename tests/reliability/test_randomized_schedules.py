@@ -238,7 +238,7 @@ def test_randomized_fault_schedules_keep_the_invariants(stack, clock, monkeypatc
     run_state_machine_as_test(
         Schedules,
         settings=settings(
-            max_examples=examples(40),
+            max_examples=examples(25),
             stateful_step_count=30,
             deadline=None,
             suppress_health_check=list(HealthCheck),

@@ -39,6 +39,10 @@ def test_missing_variables_are_named():
         ("MAX_ATTEMPTS", "0"),
         ("FAILURE_RATE", "1.5"),
         ("BACKOFF_JITTER", "maybe"),
+        ("PROVIDER_LATENCY", "email=fixed"),
+        ("SENDER_CONCURRENCY", "0"),
+        ("SEND_TIMEOUT_SECONDS", "0"),
+        ("SES_MAX_SEND_RATE", "-1"),
     ],
 )
 def test_malformed_variables_are_named(name, value):

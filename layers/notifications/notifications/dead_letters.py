@@ -17,7 +17,7 @@ from typing import Any
 from notifications.alerts import Alerts
 from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
 from notifications.contracts import DeadLetterMessage, MalformedMessage, parse_request
-from notifications.fallback import FallbackLedger, FallbackTrigger
+from notifications.fallback import FallbackLedger, FallbackTrigger, build_fallback_trigger
 from notifications.ledger import DeadLetterEntry, Ledger
 from notifications.masking import mask_recipient
 from notifications.models import NotificationRequested
@@ -82,7 +82,7 @@ class DeadLetterRecorder:
         except MalformedMessage:
             return  # no request to continue (recorded above as it was)
         assert self.fallback is not None
-        decision = self.fallback.after_dead_letter(
+        decision = self.fallback.after_failure(
             request, entry.reason, entry.failure_class, self.clock()
         )
         if decision is not None:
@@ -173,10 +173,8 @@ def build_recorder() -> DeadLetterRecorder:
 def _fallback_trigger(settings: AlarmSettings, ledger: FallbackLedger) -> FallbackTrigger | None:
     """Channel fallback when the template gives the channel queues and the preferences table."""
     from notifications.adapters.preferences import DynamoPreferencesStore
-    from notifications.adapters.sqs import SqsQueues
 
-    urls = settings.fallback_queue_urls()
-    if settings.preferences_table is None or urls is None:
+    if settings.preferences_table is None:
         return None
     preferences = DynamoPreferencesStore(settings.preferences_table)
-    return FallbackTrigger(preferences, SqsQueues(), urls, ledger)
+    return build_fallback_trigger(settings.fallback_queue_urls(), preferences, ledger)

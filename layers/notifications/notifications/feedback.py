@@ -10,6 +10,12 @@ The ledger keeps ``status`` SENT (the send succeeded) and records the feedback i
 ``delivery_status``: DELIVERED, BOUNCED, COMPLAINED, or UNDELIVERED (SMS the carrier refused).
 A hard bounce or a complaint suppresses the address in the user's preferences, so the next
 notification to it is SUPPRESSED at fan-out.
+
+A permanent failure (an SES ``Permanent`` bounce; an SMS the carrier refused for a reason in
+``PERMANENT_SMS_RESPONSES``) also falls back to the next channel of the notification's chain
+with reason ``permanent_bounce`` (notifications.fallback), built from the request routing had
+the sender keep on the record (``keep_for_fallback``). The first such report decides; a
+repeated one (SES may deliver an event twice) finds the decision taken and does nothing more.
 """
 
 from __future__ import annotations
@@ -18,15 +24,26 @@ import base64
 import gzip
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from notifications.adapters.ledger import DynamoLedger
 from notifications.adapters.preferences import DynamoPreferencesStore
+from notifications.contracts import parse_request
+from notifications.fallback import PERMANENT_BOUNCE, FallbackTrigger, build_fallback_trigger
 from notifications.observability import logger
 
 SES_OUTCOMES = {"Delivery": "DELIVERED", "Bounce": "BOUNCED", "Complaint": "COMPLAINED"}
+# SNS SMS delivery status ``providerResponse`` texts that say the number cannot receive SMS
+# (matched case-insensitively at the start). Others (an unreachable phone, a carrier that
+# blocked this message, an unknown error) are recorded UNDELIVERED without a fallback.
+PERMANENT_SMS_RESPONSES = (
+    "invalid phone number",
+    "phone number is opted out",
+    "phone has blocked sms",
+    "phone is on a blocked list",
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,8 @@ class Feedback:
     delivery_status: str
     detail: str
     suppress_address: str | None = None
+    # The channel cannot reach this recipient: a fallback may follow.
+    permanent: bool = False
 
 
 def from_ses_event(event: Mapping[str, Any]) -> Feedback | None:
@@ -46,6 +65,7 @@ def from_ses_event(event: Mapping[str, Any]) -> Feedback | None:
     mail = detail.get("mail", {})
     notification_id = (mail.get("tags", {}).get("notification_id") or [None])[0]
     suppress = None
+    hard = False
     if outcome == "BOUNCED":
         bounce = detail.get("bounce", {})
         hard = bounce.get("bounceType") == "Permanent"
@@ -59,7 +79,7 @@ def from_ses_event(event: Mapping[str, Any]) -> Feedback | None:
         suppress = recipients[0] if recipients else None
     else:
         text = str(detail.get("delivery", {}).get("smtpResponse", "delivered"))[:200]
-    return Feedback(notification_id, outcome, text, suppress)
+    return Feedback(notification_id, outcome, text, suppress, permanent=hard)
 
 
 def sms_log_records(event: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -80,7 +100,8 @@ def from_sms_record(record: Mapping[str, Any]) -> tuple[str | None, Feedback]:
     delivery = record.get("delivery", {})
     detail = str(delivery.get("providerResponse", record.get("status", "")))[:200]
     message_id = record.get("notification", {}).get("messageId")
-    return message_id, Feedback(None, status, detail)
+    permanent = status == "UNDELIVERED" and detail.lower().startswith(PERMANENT_SMS_RESPONSES)
+    return message_id, Feedback(None, status, detail, permanent=permanent)
 
 
 class DeliveryFeedback:
@@ -89,10 +110,12 @@ class DeliveryFeedback:
         ledger: DynamoLedger,
         preferences: DynamoPreferencesStore,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        fallback: FallbackTrigger | None = None,
     ) -> None:
         self.ledger = ledger
         self.preferences = preferences
         self.clock = clock
+        self.fallback = fallback
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, int]:
         if "awslogs" in event:
@@ -110,9 +133,7 @@ class DeliveryFeedback:
             if notification_id is None:
                 unmatched += 1
                 continue
-            recorded += self.apply(
-                Feedback(notification_id, feedback.delivery_status, feedback.detail)
-            )
+            recorded += self.apply(replace(feedback, notification_id=notification_id))
         return {"recorded": recorded, "unmatched": unmatched}
 
     def apply(self, feedback: Feedback) -> bool:
@@ -122,7 +143,11 @@ class DeliveryFeedback:
             )
             return False
         record = self.ledger.record_delivery_status(
-            feedback.notification_id, feedback.delivery_status, feedback.detail, self.clock()
+            feedback.notification_id,
+            feedback.delivery_status,
+            feedback.detail,
+            self.clock(),
+            permanent=feedback.permanent,
         )
         if record is None:
             logger.warning(
@@ -144,15 +169,40 @@ class DeliveryFeedback:
                 "notification_id": feedback.notification_id,
                 "delivery_status": feedback.delivery_status,
                 "suppressed": bool(feedback.suppress_address),
+                "permanent": feedback.permanent,
             },
         )
+        if feedback.permanent and self.fallback is not None:
+            self.fall_back(record)
         return True
+
+    def fall_back(self, record: Mapping[str, Any]) -> None:
+        """The next channel after a permanent bounce, once: a repeated report finds the
+        decision on the record; a notification routing kept no request for has no channel
+        to fall back to (or fell back already: the decision removes the request)."""
+        assert self.fallback is not None
+        if "fallback_decided_at" in record or "feedback_request" not in record:
+            return
+        failed = parse_request(str(record["feedback_request"]))
+        decision = self.fallback.after_failure(failed, PERMANENT_BOUNCE, "permanent", self.clock())
+        logger.info(
+            "channel fallback",
+            extra={
+                "notification_id": failed.notification_id,
+                "reason": PERMANENT_BOUNCE,
+                "fallback_notification_id": (
+                    decision.request.notification_id if decision and decision.request else None
+                ),
+                "fallback_none": decision.why_none if decision else None,
+            },
+        )
 
 
 def build_feedback() -> DeliveryFeedback:
     from notifications.settings import FeedbackSettings
 
     settings = FeedbackSettings.from_env()
-    return DeliveryFeedback(
-        DynamoLedger(settings.ledger_table), DynamoPreferencesStore(settings.preferences_table)
-    )
+    ledger = DynamoLedger(settings.ledger_table)
+    preferences = DynamoPreferencesStore(settings.preferences_table)
+    fallback = build_fallback_trigger(settings.fallback_queue_urls(), preferences, ledger)
+    return DeliveryFeedback(ledger, preferences, fallback=fallback)

@@ -274,6 +274,14 @@ class NotificationRequested(_Record, frozen=True, kw_only=True, forbid_unknown_f
     critical: bool = False
     # The notification this one is the channel fallback of (notifications.fallback).
     fallback_of: str | None = None
+    # The ids of the other notifications of the same event to the same user on the same
+    # channel (a user with several push endpoints or phone numbers): the channel falls back
+    # only when none of them reached the user (notifications.fallback).
+    siblings: tuple[str, ...] = ()
+    # Set by routing when a permanent bounce of this email or SMS would fall back to another
+    # channel: the sender keeps the request on its ledger record until the delivery feedback
+    # arrives, so the feedback function can build the successor (notifications.feedback).
+    keep_for_fallback: bool = False
 
     _rules: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
         "notification_id": _uuid,

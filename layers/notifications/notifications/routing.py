@@ -76,6 +76,34 @@ FALLBACK_CHAINS: Mapping[str, tuple[Channel, ...]] = {
 }
 
 
+# Channels whose provider reports after the send whether the message arrived (SES bounces,
+# SNS SMS delivery status): a permanent failure reported there falls back too.
+FEEDBACK_CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
+
+
+def chain_for(category: str, preferences: Preferences | None) -> tuple[Channel, ...]:
+    """The user's own chain for the category, else the routing data's."""
+    if preferences is not None and category in preferences.channel_chains:
+        return preferences.channel_chains[category]
+    return FALLBACK_CHAINS.get(category, ())
+
+
+def fallback_candidates(
+    channel: Channel, category: str, event_type: str, preferences: Preferences
+) -> tuple[Channel, ...]:
+    """The channels after ``channel`` in the user's chain for the category that a fallback
+    may try: without a chain of the user's own, not the channels the route sent on at once."""
+    chain = chain_for(category, preferences)
+    if channel not in chain:
+        return ()
+    rest = chain[chain.index(channel) + 1 :]
+    if category not in preferences.channel_chains:
+        route = ROUTING_TABLE.get(event_type)
+        routed = set(route.channels) if route else set()
+        rest = tuple(c for c in rest if c not in routed)
+    return rest
+
+
 class Subscription(Protocol):
     @property
     def subscription_id(self) -> str: ...
@@ -104,9 +132,20 @@ def plan_notifications(
     user_id = data.get("user_id")
     locale = (preferences.locale if preferences else None) or data.get("locale") or "en"
 
-    def request(channel: Channel, recipient: str, template_id: str) -> NotificationRequested:
+    def request(
+        channel: Channel, recipient: str, template_id: str, others: tuple[str, ...] = ()
+    ) -> NotificationRequested:
+        siblings = tuple(
+            notification_id(identity, channel, other, template_id)
+            for other in others
+            if other != recipient
+        )
         return NotificationRequested(
             notification_id=notification_id(identity, channel, recipient, template_id),
+            siblings=siblings,
+            keep_for_fallback=falls_back_after_send(
+                channel, route.category, envelope.detail_type, user_id, preferences
+            ),
             channel=channel,
             recipient=recipient,
             template_id=template_id,
@@ -149,7 +188,8 @@ def plan_notifications(
         ):
             reason = reason or "address_suppressed"
         planned.extend(
-            PlannedNotification(request(channel, r, route.template_id), reason) for r in recipients
+            PlannedNotification(request(channel, r, route.template_id, recipients), reason)
+            for r in recipients
         )
     if route.webhooks:
         planned.extend(
@@ -157,6 +197,21 @@ def plan_notifications(
             for s in subscriptions
         )
     return planned
+
+
+def falls_back_after_send(
+    channel: Channel,
+    category: str,
+    event_type: str,
+    user_id: object,
+    preferences: Preferences | None,
+) -> bool:
+    """Whether a permanent bounce of this notification would have a channel to fall back to
+    (a contact point, not opted out): only then is its request kept until the feedback."""
+    if channel not in FEEDBACK_CHANNELS or user_id is None or preferences is None:
+        return False
+    rest = fallback_candidates(channel, category, event_type, preferences)
+    return first_reachable(rest, preferences, category)[0] is not None
 
 
 def first_reachable(

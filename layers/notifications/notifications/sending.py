@@ -10,7 +10,9 @@ Per record, in order (docs/architecture.md walks one notification through them):
 3. claim (``Ledger.begin_attempt``, one conditional write with a lease): refuses a notification
    already SENT or settled (acknowledged as a duplicate) or being sent elsewhere (retried after
    the lease), and counts real attempts;
-4. render and send through the channel's provider;
+4. render and send through the channel's provider: the sends of a batch overlap in a bounded
+   pool, never past the invocation's remaining time (``SenderBatch``; docs/performance.md,
+   section 6);
 5. settle: SENT with Sent and DeliveryLatency metrics; a failure goes to ``verdicts.decide``,
    which alone says ``Retry`` (visibility backoff), ``PutBack`` (the channel is down: back on
    the queue for its reopen time) or ``DeadLetter`` (to NotificationsDLQ, permanent or
@@ -31,13 +33,17 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from notifications.admission import Admitted, BatchAdmission
-from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
-from notifications.channels.base import ChannelProvider
+from notifications.batch import ItemFailure, PartialBatchResponse, SqsRecord, sqs_records
+from notifications.channels.base import ChannelProvider, ProviderReceipt
 from notifications.contracts import DeadLetterMessage, MalformedMessage, parse_request
 from notifications.deferral import Deferrer, Destination
 from notifications.errors import NotificationError, PermanentError, RetryableError, ServiceError
@@ -48,8 +54,17 @@ from notifications.observability import logger
 from notifications.queues import NotificationQueues, queue_name
 from notifications.registry import build_provider
 from notifications.retry import RetryConfig
+from notifications.send_budget import BudgetStage
 from notifications.settings import SenderSettings
-from notifications.stages import BatchContext, BreakerStage, Delivery, Stage, admissible, run
+from notifications.stages import (
+    INJECTED_FAULT,
+    BatchContext,
+    BreakerStage,
+    Delivery,
+    Stage,
+    admissible,
+    run,
+)
 from notifications.templates import TemplateRenderer
 from notifications.verdicts import (
     DeadLetter,
@@ -67,6 +82,12 @@ from notifications.verdicts import (
 LEASE_MARGIN = timedelta(seconds=5)
 DEFAULT_LEASE = timedelta(seconds=30)
 ENDPOINT_DISABLED = "endpoint_disabled"
+# After its send ends, a record still needs this long to be settled (ledger write, metrics,
+# queue calls); a send starts only when its timeout and this fit in the invocation's time.
+SETTLE_MARGIN_SECONDS = 2.0
+# A record the invocation has no time left to send goes back to its queue for this long.
+CUT_DELAY = timedelta(seconds=1)
+SEND_TIMEOUT = "send_timeout"
 
 
 class StaleEndpoints(Protocol):
@@ -90,7 +111,11 @@ class Sender:
         deferrer: Deferrer | None = None,
         stale_endpoints: StaleEndpoints | None = None,
         admission: BatchAdmission | None = None,
+        concurrency: int = 10,
+        send_timeout: float = 10.0,
     ) -> None:
+        if concurrency < 1 or send_timeout <= 0:
+            raise ValueError("concurrency and send_timeout must be positive")
         self.providers = providers
         self.renderer = renderer
         self.ledger = ledger
@@ -103,27 +128,91 @@ class Sender:
         self.deferrer = deferrer
         self.stale_endpoints = stale_endpoints
         self.admission = admission
+        self.concurrency = concurrency
+        self.send_timeout = send_timeout
+        # Twice the sends in flight: a worker still waiting for an answer the batch gave up on
+        # (its provider's own timeout ends it) does not hold up the next batch's sends.
+        self.pool_workers = 2 * concurrency
+        self._pool: ThreadPoolExecutor | None = None
+
+    def pool(self) -> ThreadPoolExecutor | None:
+        """The send pool (made on first use, kept for the environment's life); None when sends
+        go one at a time (``concurrency`` 1: the sequential path)."""
+        if self.concurrency == 1:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.pool_workers, thread_name_prefix="send")
+        return self._pool
 
     def process_batch(self, event: dict[str, Any], context: Any) -> PartialBatchResponse:
         remaining_ms = context.get_remaining_time_in_millis() if context is not None else None
         lease = (
             timedelta(milliseconds=remaining_ms) + LEASE_MARGIN if remaining_ms else DEFAULT_LEASE
         )
-        return run_batch(event, SenderBatch(self, lease))
+        remaining = (
+            (lambda: context.get_remaining_time_in_millis() / 1000) if remaining_ms else None
+        )
+        records = sqs_records(event)
+        batch = SenderBatch(self, lease, remaining)
+        try:
+            batch.prepare(records)
+            return batch.run(records)
+        finally:
+            batch.finish()
 
     def retry_policy(self, channel: Channel) -> RetryConfig:
         """The channel's retry policy (one for every channel today)."""
         return self.retry
 
 
-class SenderBatch:
-    """One batch of the sender: the admission pre-pass, then each record through the stages."""
+@dataclass
+class _InFlight:
+    """A claimed record whose send runs in the pool."""
 
-    def __init__(self, sender: Sender, lease: timedelta) -> None:
+    delivery: Delivery
+    record: SqsRecord
+    attempt: int
+    lease_until: datetime
+    submitted: float  # time.monotonic() when it went into the pool
+
+
+class SenderBatch:
+    """One batch of the sender: the admission pre-pass, then each record through the stages
+    and its claim, in order, on the handler's thread; the claimed records' sends overlap in
+    the sender's pool (at most ``concurrency`` at a time), and each is settled on the
+    handler's thread as it ends. Only ``provider.send`` runs in a worker thread: the stages,
+    ledger writes, metrics and queue calls stay single-threaded, as before.
+
+    Time: ``remaining()`` is the invocation's time left (None: unbounded). The send timeout
+    is the sender's, capped at half of what is left when the batch begins, less the settle
+    margin. A record's send starts only while the send timeout + ``SETTLE_MARGIN_SECONDS`` fit
+    in it; a record that cannot start in time is put back without a claim (no attempt spent;
+    ``CUT_DELAY``). A send not answered ``send_timeout`` after it went into the pool is given
+    up: a retryable ``send_timeout`` failure if it started (its worker's answer, whenever it
+    comes, is dropped, so nothing is recorded after the handler returns), or, if every worker
+    was busy and it had not started, cancelled (``Future.cancel``: it never starts) and put
+    back, its claim given back. So the handler returns before its deadline with no send of its
+    own still to start (docs/performance.md, section 6).
+    """
+
+    def __init__(
+        self, sender: Sender, lease: timedelta, remaining: Callable[[], float] | None = None
+    ) -> None:
         self.sender = sender
         self.context = BatchContext(clock=sender.clock, lease=lease)
+        self.remaining = remaining
+        # Capped so that a short function timeout still leaves half of it for starting sends.
+        self.send_timeout = sender.send_timeout
+        if remaining is not None:
+            self.send_timeout = min(self.send_timeout, (remaining() - SETTLE_MARGIN_SECONDS) / 2)
         self.admitted: dict[str, Admitted] = {}
         self.parsed: dict[str, NotificationRequested] = {}
+        self.in_flight: dict[Future[ProviderReceipt], _InFlight] = {}
+        # Sends in flight at most: the sender's concurrency, down to one after a retryable
+        # failure until a send succeeds (a failing provider is probed one send at a time, so
+        # the circuit breaker opens as it did when every send went one after another).
+        self.window = sender.concurrency
+        self.failures: list[ItemFailure] = []
 
     # -- the batch hooks ---------------------------------------------------------------------
 
@@ -131,13 +220,123 @@ class SenderBatch:
         for stage in self.sender.stages:
             if isinstance(stage, BreakerStage):
                 stage.begin_batch()
+            elif isinstance(stage, BudgetStage):
+                stage.begin_batch(len(records))
         self._admit_ahead(records)
 
     def finish(self) -> None:
         self.context.metrics.flush()
 
-    def handle(self, record: SqsRecord) -> bool:
-        return self.deliver(record).acknowledged
+    def run(self, records: Sequence[SqsRecord]) -> PartialBatchResponse:
+        """Every record through the stages and its claim in order, the sends overlapped; the
+        batch's partial batch response (as ``batch.process_partially``: a record whose
+        processing raised is reported failed and logged, the others carry on)."""
+        for record in records:
+            while len(self.in_flight) >= self.window:
+                self._collect(block=True)
+            self._collect(block=False)
+            self._step(record, partial(self.deliver, record))
+        while self.in_flight:
+            self._collect(block=True)
+        return {"batchItemFailures": self.failures}
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def _time_for_a_send(self) -> bool:
+        """A send started now would end, and be settled, before the invocation does."""
+        return (
+            self.remaining is None or self.remaining() >= self.send_timeout + SETTLE_MARGIN_SECONDS
+        )
+
+    def _cut(
+        self,
+        delivery: Delivery,
+        record: SqsRecord,
+        claim_until: datetime | None,
+        why: str = "no time left in the invocation to send",
+    ) -> Outcome:
+        """Not sent for lack of time: back on its queue for ``CUT_DELAY``, its claim (if one
+        was taken) given back, so no attempt is spent."""
+        sender, request = self.sender, delivery.request
+        now = sender.clock()
+        if claim_until is not None:
+            sender.ledger.release_claim(request.notification_id, claim_until)
+        logger.info(f"{why}: put back", extra=_log_ids(request))
+        if sender.deferrer is not None:
+            sender.deferrer.put_back(
+                request, delivery.body, delivery.destination, now + CUT_DELAY, now
+            )
+            return Outcome.PUT_BACK
+        sender.queues.delay_visibility(
+            delivery.destination.queue_url, record.receipt_handle, int(CUT_DELAY.total_seconds())
+        )
+        return Outcome.RETRY
+
+    # -- the sends in flight -------------------------------------------------------------------
+
+    def _collect(self, block: bool) -> None:
+        """Settle the sends that ended; give up those past their timeout. ``block``: wait until
+        at least one of them is settled or given up."""
+        while self.in_flight:
+            timeout = self._next_due() if block else 0
+            done, _ = wait(self.in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+            for future in done:
+                flight = self.in_flight.pop(future)
+                self._step(flight.record, partial(self._sent_or_failed, flight, future))
+            given_up = self._give_up_late()
+            if done or given_up or not block:
+                return
+
+    def _next_due(self) -> float:
+        """Seconds until the earliest send in flight is due to be given up."""
+        due = min(flight.submitted for flight in self.in_flight.values()) + self.send_timeout
+        return max(due - time.monotonic(), 0.0)
+
+    def _give_up_late(self) -> bool:
+        """Give up the sends submitted ``send_timeout`` ago or more: one not started yet (every
+        worker busy) is cancelled and put back, its claim given back; one running is a
+        retryable ``send_timeout`` failure, and its answer, whenever it comes, is dropped."""
+        now = time.monotonic()
+        late = [
+            future
+            for future, flight in self.in_flight.items()
+            if now - flight.submitted >= self.send_timeout
+        ]
+        for future in late:
+            flight = self.in_flight.pop(future)
+            if future.cancel():
+                self._step(flight.record, partial(self._not_started, flight))
+            else:
+                self._step(flight.record, partial(self._timed_out, flight))
+        return bool(late)
+
+    def _sent_or_failed(self, flight: _InFlight, future: Future[ProviderReceipt]) -> Outcome:
+        return self._after_send(flight.delivery, flight.record, flight.attempt, future.result)
+
+    def _not_started(self, flight: _InFlight) -> Outcome:
+        why = "the send did not start in time"
+        return self._cut(flight.delivery, flight.record, flight.lease_until, why)
+
+    def _timed_out(self, flight: _InFlight) -> Outcome:
+        error = RetryableError(SEND_TIMEOUT, f"no answer within {self.send_timeout:g} s")
+        return self._failed(flight.delivery, error, flight.attempt, flight.record)
+
+    def _step(self, record: SqsRecord, step: Callable[[], Outcome | None]) -> None:
+        """Run one record's ``step``; report the record to SQS unless it was settled (as
+        ``batch.process_partially``: a step that raised is logged, the others carry on)."""
+        try:
+            outcome = step()
+        except Exception:  # noqa: BLE001 - reported to SQS, which redelivers it; logged here
+            logger.warning(
+                "record processing failed; left for a retry",
+                extra={"message_id": record.message_id},
+                exc_info=True,
+            )
+            self.failures.append({"itemIdentifier": record.message_id})
+            return
+        if outcome is not None and not outcome.acknowledged:
+            logger.info("record left for a retry", extra={"message_id": record.message_id})
+            self.failures.append({"itemIdentifier": record.message_id})
 
     # -- the admission pre-pass ----------------------------------------------------------------
 
@@ -171,7 +370,8 @@ class SenderBatch:
 
     # -- one record ----------------------------------------------------------------------------
 
-    def deliver(self, record: SqsRecord) -> Outcome:
+    def deliver(self, record: SqsRecord) -> Outcome | None:
+        """Stages and claim; the send inline (sequential) or in the pool (None: in flight)."""
         sender = self.sender
         source_url = sender.queue_urls.get(queue_name(record.event_source_arn), "")
         request = self.parsed.pop(record.message_id, None)
@@ -192,6 +392,8 @@ class SenderBatch:
         now = sender.clock()
         # Admitted ahead: the stages it settled (recipient, quiet hours, rate slot) and the claim.
         admitted = self.admitted.pop(request.notification_id, None)
+        if not self._time_for_a_send():
+            return self._cut(delivery, record, admitted.lease_until if admitted else None)
         verdict = run(sender.stages, delivery, now, self.context, admitted is not None)
         if isinstance(verdict, Reject):
             self.context.metrics.count("Failed", request.channel.value)
@@ -204,13 +406,14 @@ class SenderBatch:
 
     def _attempt(
         self, delivery: Delivery, record: SqsRecord, admitted: Admitted | None, now: datetime
-    ) -> Outcome:
-        """Claim (unless admitted ahead), render, send, settle."""
+    ) -> Outcome | None:
+        """Claim (unless admitted ahead), render, send (None: in the pool), settle."""
         sender, request = self.sender, delivery.request
+        lease_until = admitted.lease_until if admitted is not None else now + self.context.lease
         claim = (
             admitted.claim
             if admitted is not None
-            else sender.ledger.begin_attempt(request, lease_until=now + self.context.lease, now=now)
+            else sender.ledger.begin_attempt(request, lease_until=lease_until, now=now)
         )
         if claim.outcome in (Claim.ALREADY_SENT, Claim.SETTLED):
             logger.info(
@@ -238,11 +441,39 @@ class SenderBatch:
 
         try:
             message = sender.renderer.render(request)
-            receipt = sender.providers[request.channel].send(request, message)
+            provider = sender.providers[request.channel]
         except NotificationError as exc:
             return self._failed(delivery, exc, attempt, record)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure is treated as transient
             logger.exception("unexpected send failure", extra=_log_ids(request))
+            error = RetryableError("unexpected_error", f"{type(exc).__name__}: {exc}")
+            return self._failed(delivery, error, attempt, record)
+        if delivery.not_after is not None and sender.clock() >= delivery.not_after:
+            # Its send-budget slot's second is over: starting now would spend the next one's.
+            return self._cut(delivery, record, lease_until, "its send-budget second passed")
+        pool = sender.pool()
+        if pool is None:
+            return self._after_send(
+                delivery, record, attempt, lambda: provider.send(request, message)
+            )
+        flight = _InFlight(delivery, record, attempt, lease_until, time.monotonic())
+        self.in_flight[pool.submit(provider.send, request, message)] = flight
+        return None
+
+    def _after_send(
+        self,
+        delivery: Delivery,
+        record: SqsRecord,
+        attempt: int,
+        result: Callable[[], ProviderReceipt],
+    ) -> Outcome:
+        """Settle a send from ``result()``: its receipt, or the error it raises."""
+        try:
+            receipt = result()
+        except NotificationError as exc:
+            return self._failed(delivery, exc, attempt, record)
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure is treated as transient
+            logger.exception("unexpected send failure", extra=_log_ids(delivery.request))
             error = RetryableError("unexpected_error", f"{type(exc).__name__}: {exc}")
             return self._failed(delivery, error, attempt, record)
         return self._sent(delivery, receipt.provider_message_id, attempt)
@@ -254,6 +485,7 @@ class SenderBatch:
         self.sender.ledger.record_sent(
             request.notification_id, provider_message_id, latency_ms, sent_at
         )
+        self.window = self.sender.concurrency
         for stage in self.sender.stages:
             stage.sent(delivery, self.context)
         self.context.metrics.count("Sent", request.channel.value)
@@ -290,6 +522,8 @@ class SenderBatch:
         now = self.sender.clock()
         hold_until = None
         if error.retryable:
+            if error.reason != INJECTED_FAULT:  # a failure the channel's breaker counts
+                self.window = 1
             for stage in self.sender.stages:
                 hold_until = stage.failed(delivery, error, now, self.context) or hold_until
         failure = Failure(
@@ -405,14 +639,20 @@ def _log_ids(request: NotificationRequested) -> dict[str, str]:
 
 def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvider]:
     """One provider per channel (``registry.py``), built on first use, so a cold start loads
-    only the libraries of the channel its batch holds (a batch comes from one channel queue).
+    only the libraries of the channel its batch holds (a batch comes from one channel queue),
+    with its modelled latency when ``PROVIDER_LATENCY`` names the channel.
     Wrapped in fault injection when ``FAILURE_RATE`` > 0: one ``random.Random(FAILURE_SEED)``
     shared by all channels, drawn from in the order of sends, as when they were built eagerly;
     or, with ``FAILURE_MODE=outage``, provider outages in whole windows (``channels/faults.py``)."""
     from notifications.channels.faults import FaultInjectingProvider, OutageInjectingProvider
+    from notifications.channels.latency import parse_latency, with_latency
+
+    # PROVIDER_LATENCY (local runs, benchmarks): each send of a modelled channel takes a drawn
+    # time first (channels/latency.py); the fault wrappers go around it.
+    latency = with_latency(parse_latency(settings.provider_latency))
 
     def factory(channel: Channel) -> Callable[[], ChannelProvider]:
-        return lambda: build_provider(channel, settings)
+        return lambda: latency(channel, build_provider(channel, settings))
 
     factories = {channel: factory(channel) for channel in Channel}
     if settings.failure_rate <= 0:
@@ -486,6 +726,13 @@ def build_stages(
             LambdaEventSourceMappings(function_name) if function_name else None,
         )
     )
+    rates = settings.send_rates()
+    if any(rate > 0 for rate in rates.values()):
+        from notifications.adapters.send_budget import DynamoBudgetStore
+        from notifications.send_budget import SendBudget
+
+        # Last: only records about to be sent take a slot of the provider's budget.
+        stages.append(BudgetStage(SendBudget(DynamoBudgetStore(table), rates)))
     return stages, deferrer
 
 
@@ -518,6 +765,8 @@ def build_sender(settings: SenderSettings | None = None) -> Sender:
         ),
         queue_urls=urls_by_name(channel_urls),
         dlq_url=settings.notifications_dlq_url,
+        concurrency=settings.sender_concurrency,
+        send_timeout=settings.send_timeout_seconds,
         stages=stages,
         deferrer=deferrer,
         stale_endpoints=DynamoPreferencesStore(settings.preferences_table),

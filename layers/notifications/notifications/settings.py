@@ -320,6 +320,32 @@ class SenderSettings(BaseSettings, QueueSettings):
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     webhook_secret_prefix: str = "notifications/dev/webhooks/"  # noqa: S105 - a name prefix
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Sends of one batch in flight at once (1: one after another, the sequential path), and
+    # how long the batch waits for one send before giving it up (sending.py).
+    sender_concurrency: int = Field(default=10, ge=1, le=10)
+    send_timeout_seconds: float = Field(default=10.0, gt=0, le=900)
+    # A modelled latency per channel for local runs and benchmarks (channels/latency.py), e.g.
+    # "email=lognormal:80:250,webhook=fixed:300"; empty: none.
+    provider_latency: str = ""
+    # Provider send budgets, sends per second across every sender (send_budget.py); 0: none.
+    ses_max_send_rate: float = Field(default=0.0, ge=0)
+    sms_max_send_rate: float = Field(default=0.0, ge=0)
+    push_max_send_rate: float = Field(default=0.0, ge=0)
+
+    def send_rates(self) -> dict[Channel, float]:
+        return {
+            Channel.EMAIL: self.ses_max_send_rate,
+            Channel.SMS: self.sms_max_send_rate,
+            Channel.PUSH: self.push_max_send_rate,
+        }
+
+    @field_validator("provider_latency")
+    @classmethod
+    def _latency(cls, value: str) -> str:
+        from notifications.channels.latency import parse_latency
+
+        parse_latency(value)  # a LatencySpecError (a ValueError) names the bad part
+        return value
 
     @field_validator("backoff_jitter", "webhook_allow_loopback", "batch_admission", mode="before")
     @classmethod
@@ -334,11 +360,10 @@ class BreakerCheckSettings(BaseSettings, QueueSettings):
     sender_function_name: str
 
 
-class AlarmSettings(BaseSettings):
-    alerts_topic_arn: str
-    # Channel fallback (notifications.fallback): the queues a successor goes to and the
-    # preferences it reads. Without them dead letters get no fallback.
-    preferences_table: str | None = None
+class FallbackQueueSettings(_EnvSettings):
+    """Channel fallback (notifications.fallback): the queues a successor goes to. Without
+    them the function records failures without falling back."""
+
     queue_url_email: str | None = None
     queue_url_sms: str | None = None
     queue_url_push: str | None = None
@@ -354,7 +379,13 @@ class AlarmSettings(BaseSettings):
         return {channel: url for channel, url in urls.items() if url is not None}
 
 
-class FeedbackSettings(BaseSettings):
+class AlarmSettings(BaseSettings, FallbackQueueSettings):
+    alerts_topic_arn: str
+    # The preferences a fallback reads (with the queues above). Without it no fallback.
+    preferences_table: str | None = None
+
+
+class FeedbackSettings(BaseSettings, FallbackQueueSettings):
     preferences_table: str
 
 

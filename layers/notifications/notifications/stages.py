@@ -10,7 +10,8 @@ retryable failure; ``failed`` returns the moment the channel is down until (the 
 opened), or None. Per-endpoint health (issue 15) and a provider send budget (issue 18) fit
 here as one more stage each.
 
-Order: recipient, quiet hours, rate limit, circuit breaker. ``settled_ahead`` says whether a
+Order: recipient, quiet hours, rate limit, circuit breaker, and the provider send budget
+(``send_budget.py``) when one is configured. ``settled_ahead`` says whether a
 record admitted ahead skips the stage (the admission settled it); the breaker does not, since
 the circuit may open while the batch is being sent.
 """
@@ -48,6 +49,8 @@ class Delivery:
     destination: Destination
     message_id: str
     permit: Permit = ALLOWED  # what the breaker stage granted this send
+    # The send must start before this (its send-budget slot's window ends; send_budget.py).
+    not_after: datetime | None = None
 
 
 @dataclass

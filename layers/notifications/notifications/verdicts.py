@@ -53,6 +53,7 @@ class DeferReason(StrEnum):
     QUIET_HOURS = "quiet_hours"
     RATE_LIMITED = "rate_limited"
     CIRCUIT_OPEN = "circuit_open"
+    SEND_BUDGET = "send_budget"  # the channel's provider send budget is spent this second
 
 
 # -- stage verdicts ----------------------------------------------------------------------------

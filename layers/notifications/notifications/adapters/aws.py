@@ -1,7 +1,13 @@
-"""boto3 clients and resources, created lazily and cached: importing a module costs nothing."""
+"""boto3 clients and resources, created lazily and cached: importing a module costs nothing.
+
+Clients are shared by every thread (boto3 clients are thread-safe). Resources and their
+``Table`` objects are not, so each thread gets its own (the sender's send pool,
+``sending.py``, calls providers that read DynamoDB tables from its worker threads).
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from functools import cache
 from typing import Any, Generic, TypeVar
@@ -22,30 +28,58 @@ _CONFIG = Config(
 )
 
 
+# boto3's default session is not thread-safe: clients and resources are made one at a time.
+_MAKING = threading.Lock()
+
+
 @cache
 def client(service: str) -> Any:
     """A cached boto3 client. Region and endpoint come from the environment
     (``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``)."""
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+    with _MAKING:
+        return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:
     """Forget cached clients (tests that switch endpoints or credentials)."""
+    global _generation
     client.cache_clear()
-    resource.cache_clear()
-    table.cache_clear()
+    _generation += 1  # every thread's resources and tables are made afresh
 
 
-@cache
+class _PerThread(threading.local):
+    generation = -1
+    resources: dict[str, Any]
+    tables: dict[str, Any]
+
+
+_local = _PerThread()
+_generation = 0
+
+
+def _mine() -> _PerThread:
+    if _local.generation != _generation:
+        _local.generation = _generation
+        _local.resources = {}
+        _local.tables = {}
+    return _local
+
+
 def resource(service: str) -> Any:
-    """A cached boto3 resource (DynamoDB's typed-value API)."""
-    return boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]
+    """This thread's cached boto3 resource (DynamoDB's typed-value API)."""
+    resources = _mine().resources
+    if service not in resources:
+        with _MAKING:
+            resources[service] = boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]
+    return resources[service]
 
 
-@cache
 def table(name: str) -> Any:
-    """A cached DynamoDB ``Table`` (building one costs about half a millisecond)."""
-    return resource("dynamodb").Table(name)
+    """This thread's cached DynamoDB ``Table`` (building one costs about half a millisecond)."""
+    tables = _mine().tables
+    if name not in tables:
+        tables[name] = resource("dynamodb").Table(name)
+    return tables[name]
 
 
 ClientT = TypeVar("ClientT")

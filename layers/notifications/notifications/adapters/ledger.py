@@ -48,6 +48,10 @@ def _description(request: NotificationRequested) -> tuple[str, dict[str, str], d
     write about it and leave an existing description as it is: the facts of a request never
     change, ``created_at`` (the request's time) and ``expires_at`` are written once."""
     facts = _base_attributes(request)
+    if request.keep_for_fallback:
+        # Until the delivery feedback arrives: a permanent bounce falls back from it
+        # (notifications.feedback); the feedback or the fallback decision removes it.
+        facts["feedback_request"] = request.model_dump_json()
     names = {f"#d{i}": name for i, name in enumerate(facts)}
     values: dict[str, Any] = {f":d{i}": value for i, value in enumerate(facts.values())}
     values[":created"] = utc_iso(request.requested_at)
@@ -241,21 +245,33 @@ class DynamoLedger:
         return response is not None
 
     def record_delivery_status(
-        self, notification_id: str, delivery_status: str, detail: str, now: datetime
+        self,
+        notification_id: str,
+        delivery_status: str,
+        detail: str,
+        now: datetime,
+        permanent: bool = False,
     ) -> dict[str, Any] | None:
-        """Provider feedback on a sent notification; returns the record, None if unknown."""
+        """Provider feedback on a sent notification; returns the record, None if unknown.
+        A permanent failure (``delivery_permanent``) keeps the kept request for the fallback
+        decision; any other feedback removes it: nothing will fall back from it."""
+        values: dict[str, Any] = {
+            ":ds": delivery_status,
+            ":dd": detail[:300],
+            ":now": utc_iso(now),
+        }
+        update = "SET delivery_status = :ds, delivery_detail = :dd, delivery_status_at = :now"
+        if permanent:
+            values[":perm"] = True
+            update += ", delivery_permanent = :perm"
+        else:
+            update += " REMOVE feedback_request"
         response = conditional(
             self._table().update_item,
             Key={"notification_id": notification_id},
-            UpdateExpression=(
-                "SET delivery_status = :ds, delivery_detail = :dd, delivery_status_at = :now"
-            ),
+            UpdateExpression=update,
             ConditionExpression="attribute_exists(notification_id)",
-            ExpressionAttributeValues={
-                ":ds": delivery_status,
-                ":dd": detail[:300],
-                ":now": utc_iso(now),
-            },
+            ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
         )
         if response is None:
@@ -365,7 +381,8 @@ class DynamoLedger:
         del values[":empty"]
         self._table().update_item(
             Key={"notification_id": entry.notification_id},
-            UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until",
+            # The request kept for delivery feedback is the payload now: no feedback will come.
+            UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until, feedback_request",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
@@ -373,8 +390,9 @@ class DynamoLedger:
     def record_fallback(
         self, notification_id: str, decision: FallbackDecision, now: datetime
     ) -> None:
-        """On a dead letter's record: the channel fallback it got (``fallback_notification_id``,
-        ``fallback_channel``) or why none (``fallback_none``), and the chain's skipped channels."""
+        """On a dead letter's or bounced notification's record: the channel fallback it got
+        (``fallback_notification_id``, ``fallback_channel``) or why none (``fallback_none``),
+        and the chain's skipped channels. The request kept for the decision goes."""
         successor = decision.request
         values: dict[str, Any] = {":now": utc_iso(now), ":skipped": list(decision.skipped)}
         sets = ["fallback_decided_at = :now", "fallback_skipped = :skipped"]
@@ -387,7 +405,7 @@ class DynamoLedger:
             sets.append("fallback_none = :none")
         self._table().update_item(
             Key={"notification_id": notification_id},
-            UpdateExpression="SET " + ", ".join(sets),
+            UpdateExpression="SET " + ", ".join(sets) + " REMOVE feedback_request",
             ExpressionAttributeValues=values,
         )
 
