@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import common
@@ -87,6 +88,16 @@ VARIANTS: dict[str, tuple[str, dict[str, str], str]] = {
     "sender traced": ("sender", {"POWERTOOLS_TRACE_DISABLED": "false"}, ""),
 }
 
+# The floor of a function: boto3 and the clients its first invocation uses, nothing of ours.
+FLOOR_CODE = """
+import time, sys
+t0, c0 = time.perf_counter(), time.process_time()
+import boto3
+for kind, _, service in (s.partition(":") for s in sys.argv[1:]):
+    (boto3.client if kind == "client" else boto3.resource)(service)
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
 BOTO3_CODE = """
 import time
 t0, c0 = time.perf_counter(), time.process_time()
@@ -112,27 +123,41 @@ def environment(function_key: str) -> dict[str, str]:
 
 
 def handler_run(
-    function: str, overrides: dict[str, str] | None = None, first_use: str = ""
+    function: str,
+    overrides: dict[str, str] | None = None,
+    first_use: str = "",
+    root: Path = common.ROOT,
 ) -> tuple[str, str, dict[str, str], list[str]]:
-    """Code, working directory, environment and arguments for one handler's cold start."""
+    """Code, working directory, environment and arguments for one handler's cold start, on
+    the code under ``root`` (another revision's tree for the "before" rows)."""
     key, clients = FUNCTIONS[function]
-    cwd = str(common.ROOT / "functions" / function)
+    cwd = str(root / "functions" / function)
     env = environment(key)
-    env["PYTHONPATH"] = str(common.ROOT / "layers" / "notifications")
+    env["PYTHONPATH"] = str(root / "layers" / "notifications")
     env["LAMBDA_TASK_ROOT"] = cwd  # as in Lambda: Powertools traces only there
     env.update(overrides or {})
     return HANDLER_CODE.replace("#FIRST_USE", first_use), cwd, env, clients
 
 
-def run_once(row: str | None, prelude: str = LAMBDA_PRELUDE) -> tuple[float, float]:
-    """Wall and CPU seconds of one cold start (``None``: the boto3 reference)."""
+def run_once(
+    row: str | None, prelude: str = LAMBDA_PRELUDE, before: Path | None = None
+) -> tuple[float, float]:
+    """Wall and CPU seconds of one cold start (``None``: the boto3 reference). A row is a
+    function or variant name, ``floor <function>``, or ``before <name>`` (run on ``before``)."""
+    root = common.ROOT
+    if row is not None and row.startswith("before "):
+        row, root = row.removeprefix("before "), before or common.ROOT
     if row is None:
         code, cwd, env = BOTO3_CODE, str(common.ROOT), environment("")
         args: list[str] = []
+    elif row.startswith("floor "):
+        key, args = FUNCTIONS[row.removeprefix("floor ")]
+        code, cwd, env = FLOOR_CODE, str(common.ROOT), environment(key)
     elif row in VARIANTS:
-        code, cwd, env, args = handler_run(*VARIANTS[row])
+        function, overrides, first_use = VARIANTS[row]
+        code, cwd, env, args = handler_run(function, overrides, first_use, root)
     else:
-        code, cwd, env, args = handler_run(row)
+        code, cwd, env, args = handler_run(row, root=root)
     out = subprocess.run(
         [sys.executable, "-c", prelude + code, *args],
         cwd=cwd,
@@ -183,37 +208,64 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help=f"let the child processes import {', '.join(NOT_IN_LAMBDA)} (not in Lambda)",
     )
+    parser.add_argument(
+        "--before",
+        metavar="REVISION",
+        default=common.BEFORE_REVISION,
+        help="also time the handlers at this git revision, interleaved ('' to skip)",
+    )
     args = parser.parse_args(argv)
     prelude = "" if args.venv_as_is else LAMBDA_PRELUDE
-    walls: dict[str, list[float]] = {name: [] for name in ["boto3", *FUNCTIONS, *VARIANTS]}
+    before = common.tree_at(args.before) if args.before else None
+    handlers = [*FUNCTIONS, *VARIANTS]
+    names = ["boto3", *handlers]
+    if before is not None:
+        names += [f"before {name}" for name in handlers]
+    names += [f"floor {function}" for function in FUNCTIONS]
+    walls: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in walls}
     for _ in range(args.runs):
         for name in walls:
-            wall, cpu = run_once(None if name == "boto3" else name, prelude)
+            wall, cpu = run_once(None if name == "boto3" else name, prelude, before)
             walls[name].append(wall)
             cpus[name].append(cpu)
     base, cpu_base = common.median(walls["boto3"]), common.median(cpus["boto3"])
+
+    def cpu_cell(name: str) -> str:
+        if name not in cpus:
+            return "-"
+        median = common.median(cpus[name])
+        return f"{1000 * median:.0f} ({common.ratio(median, cpu_base)})"
+
     rows = [
         [
             name,
-            f"{1000 * common.median(values):.0f}",
-            f"{1000 * min(values):.0f}",
-            common.ratio(common.median(values), base),
-            f"{1000 * common.median(cpus[name]):.0f}",
-            common.ratio(common.median(cpus[name]), cpu_base),
+            f"{1000 * common.median(walls[name]):.0f}",
+            common.ratio(common.median(walls[name]), base),
+            cpu_cell(f"before {name}"),
+            cpu_cell(name),
+            cpu_cell(f"floor {name}"),
         ]
-        for name, values in walls.items()
+        for name in ["boto3", *handlers]
     ]
     print(f"Figure 3: cold start, import + clients in a fresh interpreter (median of {args.runs})")
-    headers = ["module", "median ms", "min ms", "vs boto3", "CPU ms", "CPU vs boto3"]
+    headers = [
+        "module",
+        "median ms",
+        "vs boto3",
+        f"CPU ms before ({args.before or '-'})",
+        "CPU ms now",
+        "CPU ms floor",
+    ]
     print(common.table(rows, headers))
-    print("(vs boto3: against import boto3 + 1 client. CPU time is what imports cost; wall time")
-    print(" also holds waiting for the CPU when other processes load the machine)")
+    print("(vs boto3 / (x): against import boto3 + 1 client. CPU time is what imports cost; wall")
+    print(" time also holds waiting for the CPU when other processes load the machine. floor:")
+    print(" import boto3 and create the function's own clients, nothing of ours)")
     print("goal: each handler <= 1.3x the bare boto3 reference (the two extra sender rows")
     print("      show the first email's deferred imports and the cost of TraceAwsCalls=true)")
     if args.importtime:
         print(importtime(args.importtime, prelude=prelude))
-    return {name: common.median(values) for name, values in walls.items()}
+    return {name: common.median(values) for name, values in cpus.items()}
 
 
 if __name__ == "__main__":

@@ -488,6 +488,47 @@ def git_revision() -> str:
         return "?"
 
 
+# The code before issue 18's cold-start and CPU work (main at 7279b57): the "before" column of
+# figures 2 and 3, measured in the same run as today's code.
+BEFORE_REVISION = "7279b57"
+_TREES: dict[str, Path] = {}
+
+
+def tree_at(revision: str) -> Path:
+    """The repository's code at ``revision`` (``git archive``) in a temporary directory kept
+    for the rest of the process: the layer, the functions, the benchmarks, the local runtime,
+    the template and the samples, so its own scripts run on its own code."""
+    if revision not in _TREES:
+        import atexit
+        import shutil
+        import tarfile
+        import tempfile
+
+        target = Path(tempfile.mkdtemp(prefix=f"bench-{revision}-"))
+        atexit.register(shutil.rmtree, target, ignore_errors=True)
+        archive = subprocess.run(
+            [
+                "git",
+                "archive",
+                revision,
+                "layers",
+                "functions",
+                "bench",
+                "notifyctl",
+                "tests",
+                "events",
+                "template.yaml",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+        _TREES[revision] = target
+    return _TREES[revision]
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]

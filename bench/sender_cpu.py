@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from datetime import time as dt_time
 from typing import Any
 
 import common
@@ -139,7 +141,7 @@ STAGES = (
         "validate_email",
     ),
     ("render the template (jinja2)", "notifications/templates.py", "render"),
-    ("parse the request (pydantic)", "pydantic/main.py", "model_validate_json"),
+    ("parse the request (msgspec)", "notifications/contracts.py", "parse_request"),
     ("metrics (EMF flush)", "notifications/observability.py", "flush"),
     ("logging (Powertools Logger)", "logging/__init__.py", "_log"),
 )
@@ -254,6 +256,288 @@ def mime_ab(iterations: int, blocks: int = 5) -> str:
     return common.table(rows, header)
 
 
+class _Body:
+    """An HTTP body botocore reads as if it came off the wire."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def _canned(client: Any, service: str, body: bytes, content_type: str) -> None:
+    """Answer every request of ``client`` with ``body`` before it leaves botocore: the
+    whole SDK request path (validate, serialize, endpoint rules, sign, parse) runs, no
+    emulator and no network."""
+    from botocore.awsrequest import AWSResponse
+
+    def reply(request: Any, **_: Any) -> Any:
+        headers = {"content-type": content_type, "x-amzn-requestid": "bench"}
+        return AWSResponse(request.url, 200, headers, _Body(body))
+
+    client.meta.events.register(f"before-send.{service}", reply)
+
+
+def sdk_floor(calls: int = 300, blocks: int = 5) -> dict[str, float]:
+    """CPU microseconds per call of the two AWS calls every email makes (SES ``SendEmail``
+    with a 2 KB raw message, the ``SENT`` ``UpdateItem``), with canned responses; the
+    ``SENT`` write both through the low-level client (now) and the resource layer (before).
+    Best of ``blocks`` blocks of ``calls``, interleaved."""
+    import boto3
+
+    from notifications.adapters.aws import _CONFIG
+
+    ses = boto3.client("sesv2", config=_CONFIG)
+    low = boto3.client("dynamodb", config=_CONFIG)
+    table = boto3.resource("dynamodb", config=_CONFIG).Table("ledger")
+    _canned(ses, "sesv2", b'{"MessageId":"bench-1"}', "application/json")
+    _canned(low, "dynamodb", b"{}", "application/x-amz-json-1.0")
+    _canned(table.meta.client, "dynamodb", b"{}", "application/x-amz-json-1.0")
+    raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: Hi\r\n\r\n" + b"x" * 2000
+    update = (
+        "SET #s = :sent, updated_at = :now, latency_ms = :lat, provider_message_id = :pmid "
+        "REMOVE lease_until, next_attempt_at"
+    )
+    now = "2025-01-06T09:00:00.000+00:00"
+    cases: dict[str, Callable[[], object]] = {
+        "SES SendEmail": lambda: ses.send_email(
+            FromEmailAddress="a@example.com",
+            Destination={"ToAddresses": ["b@example.com"]},
+            Content={"Raw": {"Data": raw}},
+        ),
+        "SENT UpdateItem, low-level client (now)": lambda: low.update_item(
+            TableName="ledger",
+            Key={"notification_id": {"S": "n-1"}},
+            UpdateExpression=update,
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sent": {"S": "SENT"},
+                ":now": {"S": now},
+                ":lat": {"N": "12"},
+                ":pmid": {"S": "bench-1"},
+            },
+        ),
+        "SENT UpdateItem, resource Table (before)": lambda: table.update_item(
+            Key={"notification_id": "n-1"},
+            UpdateExpression=update,
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sent": "SENT",
+                ":now": now,
+                ":lat": 12,
+                ":pmid": "bench-1",
+            },
+        ),
+    }
+    for call in cases.values():
+        call()  # first call loads the service model and endpoint rules
+    best = dict.fromkeys(cases, float("inf"))
+    for _ in range(blocks):
+        for name, call in cases.items():
+            started = time.process_time()
+            for _ in range(calls):
+                call()
+            best[name] = min(best[name], 1e6 * (time.process_time() - started) / calls)
+    return best
+
+
+def print_floor(floor: dict[str, float]) -> None:
+    rows = [[name, f"{us:.0f}"] for name, us in floor.items()]
+    print("SDK floor: CPU us per call, canned responses (no moto, no network; best of 5 x 300)")
+    print(common.table(rows, ["call", "CPU us/call"]))
+    ses, sent = floor["SES SendEmail"], floor["SENT UpdateItem, low-level client (now)"]
+    print(
+        f"floor per email (SendEmail + SENT, one each by design): {ses + sent:.0f} us; "
+        "goal 1000 us/msg"
+    )
+
+
+VALIDATION_IMPORT = {
+    "pydantic (BaseModel)": "import pydantic; from pydantic import BaseModel",
+    "msgspec (Struct, json)": "import msgspec; import msgspec.json",
+}
+
+
+def legacy_pydantic_request() -> Any:
+    """``NotificationRequested`` as the pydantic model it was before issue 18 (revision
+    7279b57, ``notifications/models.py``), kept here for the A/B."""
+    from typing import Annotated
+    from zoneinfo import ZoneInfo
+
+    from pydantic import (
+        AwareDatetime,
+        BaseModel,
+        ConfigDict,
+        Field,
+        StringConstraints,
+        field_validator,
+    )
+
+    from notifications.models import Channel
+
+    identifier = Annotated[
+        str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)
+    ]
+    name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+    class AttachmentRef(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+        bucket: identifier  # type: ignore[valid-type]
+        key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+        filename: name  # type: ignore[valid-type]
+        content_type: str = "application/octet-stream"
+
+    class QuietHours(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+        start: dt_time
+        end: dt_time
+        timezone: str = "UTC"
+
+        @field_validator("timezone")
+        @classmethod
+        def _known_zone(cls, value: str) -> str:
+            ZoneInfo(value)
+            return value
+
+    class Request(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+        notification_id: str
+        channel: Channel
+        recipient: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+        template_id: identifier  # type: ignore[valid-type]
+        locale: str = "en"
+        category: identifier  # type: ignore[valid-type]
+        data: dict[str, Any] = Field(default_factory=dict)
+        user_id: str | None = None
+        event_id: identifier  # type: ignore[valid-type]
+        event_type: identifier  # type: ignore[valid-type]
+        correlation_id: identifier  # type: ignore[valid-type]
+        occurred_at: AwareDatetime
+        requested_at: AwareDatetime
+        attachments: tuple[AttachmentRef, ...] = ()
+        redrive_count: int = Field(default=0, ge=0)
+        quiet_hours: QuietHours | None = None
+        critical: bool = False
+        fallback_of: str | None = None
+
+        @field_validator("notification_id")
+        @classmethod
+        def _uuid(cls, value: str) -> str:
+            uuid.UUID(value)
+            return value
+
+    Request.model_rebuild(_types_namespace=locals())
+    return Request
+
+
+def validation_ab(bodies: int = 2000, runs: int = 5) -> str:
+    """pydantic against msgspec for the sender's per-message parse: each library's import in
+    a fresh interpreter (CPU ms, median of ``runs``; the modules every handler has loaded
+    before are imported first and not counted), and decoding the same channel-queue bodies
+    (``NotificationRequested`` through pydantic, a msgspec ``Struct`` of the same fields)."""
+    import subprocess
+    import sys
+
+    import msgspec
+
+    from notifications.models import NotificationRequested
+
+    lines = ["Validation library A/B: import (fresh interpreter) and decode of one request"]
+    preloaded = "import datetime, decimal, enum, json, re, typing, uuid, zoneinfo\n"
+    for name, statement in VALIDATION_IMPORT.items():
+        cpu = []
+        for _ in range(runs):
+            code = preloaded + (
+                "import time\nc0 = time.process_time()\n"
+                f"{statement}\nprint(time.process_time() - c0)"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            cpu.append(float(out.stdout.strip()))
+        lines.append(f"  import {name:24s} {1000 * common.median(cpu):6.1f} ms CPU")
+
+    # defstruct: classes made inside a function, their types given as objects, not strings
+    strict = {"frozen": True, "forbid_unknown_fields": True}
+    attachment = msgspec.defstruct(
+        "Attachment",
+        [
+            ("bucket", str),
+            ("key", str),
+            ("filename", str),
+            ("content_type", str, "application/octet-stream"),
+        ],
+        **strict,
+    )
+    quiet = msgspec.defstruct(
+        "Quiet", [("start", dt_time), ("end", dt_time), ("timezone", str, "UTC")], **strict
+    )
+    required = ["notification_id", "channel", "recipient", "template_id", "category"]
+    required += ["event_id", "event_type", "correlation_id"]
+    request = msgspec.defstruct(
+        "Request",
+        [(name, str) for name in required]
+        + [("occurred_at", datetime), ("requested_at", datetime), ("locale", str, "en")]
+        + [("data", dict[str, Any], msgspec.field(default_factory=dict))]
+        + [("user_id", str | None, None), ("attachments", tuple[attachment, ...], ())]
+        + [("redrive_count", int, 0), ("quiet_hours", quiet | None, None)]
+        + [("critical", bool, False), ("fallback_of", str | None, None)],
+        **strict,
+    )
+
+    payloads = [welcome(n).model_dump_json() for n in range(bodies)]
+    decoder = msgspec.json.Decoder(request)
+    legacy = legacy_pydantic_request()
+    legacy.model_validate_json(payloads[0])  # builds the validator
+    cases: dict[str, Callable[[str], object]] = {
+        "pydantic (the model before)": legacy.model_validate_json,
+        "msgspec (bare struct)": decoder.decode,
+        "msgspec + rules (now)": NotificationRequested.model_validate_json,
+    }
+    best = dict.fromkeys(cases, float("inf"))
+    for _ in range(5):
+        for name, decode in cases.items():
+            started = time.process_time()
+            for body in payloads:
+                decode(body)
+            best[name] = min(best[name], 1e6 * (time.process_time() - started) / bodies)
+    for name, us in best.items():
+        lines.append(f"  decode with {name:28s} {us:8.1f} us CPU per request")
+    return "\n".join(lines)
+
+
+def before_figure(revision: str, messages: int, rounds: int) -> float:
+    """The product's us/msg excluding moto at ``revision``, by that revision's own
+    ``bench/sender_cpu.py`` on its own code (a subprocess), in this run."""
+    import subprocess
+    import sys
+
+    root = common.tree_at(revision)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench" / "sender_cpu.py"),
+            "--messages",
+            str(messages),
+            "--rounds",
+            str(rounds),
+        ],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": f"{root}:{root / 'layers' / 'notifications'}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"sender_cpu at {revision}: {out.stderr[-2000:]}")
+    for line in out.stdout.splitlines():
+        cells = line.split()
+        if cells and cells[0] == "product":
+            return float(cells[4])
+    raise RuntimeError(f"sender_cpu at {revision} printed no product row:\n{out.stdout}")
+
+
 def print_figure(best: dict[str, Timing], rounds: int) -> None:
     rows = [
         [
@@ -293,7 +577,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--mime", type=int, default=0, metavar="N", help="A/B of the MIME build, N emails each"
     )
+    parser.add_argument(
+        "--before",
+        metavar="REVISION",
+        default=common.BEFORE_REVISION,
+        help="also measure the product at this git revision in this run ('' to skip)",
+    )
     args = parser.parse_args(argv)
+    before = (
+        before_figure(args.before, args.messages, args.rounds)
+        if args.before and args.rounds
+        else None
+    )
     results: dict[str, list[Timing]] = {"product": [], "baseline": []}
     for _ in range(args.rounds):
         for system in ("product", "baseline"):
@@ -303,6 +598,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     best = {s: min(t, key=lambda x: x.wall - x.moto) for s, t in results.items() if t}
     if best:  # --rounds 0: only the MIME A/B or the profile
         print_figure(best, args.rounds)
+    if before is not None:
+        now = best["product"].us_excluding_moto
+        print(
+            f"product at {args.before} (before), same run: {before:.0f} us/msg excluding moto; "
+            f"now {now:.0f} ({common.ratio(now, before)})"
+        )
+    print_floor(sdk_floor())
+    print(validation_ab())
     if args.mime:
         print(f"MIME build A/B (stdlib EmailMessage/SMTP vs direct; best of 5 x {args.mime}):")
         print(mime_ab(args.mime))

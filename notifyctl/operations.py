@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 
 from notifications.adapters.ledger import DynamoLedger
 from notifications.adapters.sqs import SqsQueues
@@ -71,7 +71,7 @@ class DeadLetters:
             return RedriveResult(notification_id, False, "no such notification")
         try:
             request = NotificationRequested.model_validate_json(record.get("payload", ""))
-        except ValidationError:
+        except (msgspec.ValidationError, msgspec.DecodeError):
             return RedriveResult(
                 notification_id, False, "payload is not a notification request; purge it instead"
             )

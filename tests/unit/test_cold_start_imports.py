@@ -117,6 +117,69 @@ def test_the_sqs_handlers_do_without_the_powertools_batch_utility(function):
     assert json.loads(lines[-1]) == []
 
 
+@pytest.mark.parametrize("function", ["sender", "dlq_alarm", "delivery_feedback"])
+def test_handlers_that_take_requests_not_events_import_no_pydantic(function):
+    # When the handler module is imported (its settings, models, adapters, Powertools)
+    lines = run_in_function(function, "import app\n" + loaded("pydantic", "pydantic_core"))
+    # Then pydantic is not loaded: only the fan-out validates domain events with it; the
+    # alarm and feedback functions load it on their first use of preferences
+    assert json.loads(lines[-1]) == []
+
+
+def test_the_breaker_check_loads_no_pydantic():
+    # When the breaker check's handler module is imported (settings, breaker, policy state)
+    lines = run_in_function("breaker_check", "import app\n" + loaded("pydantic", "pydantic_core"))
+    # Then pydantic was not imported: its settings are plain Python and it needs no
+    # pydantic model (Channel lives in notifications.kinds)
+    assert json.loads(lines[-1]) == []
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_settings_are_built_without_pydantic(function):
+    # When a function's settings module alone is imported and its settings built
+    code = (
+        "from notifications import settings\n"
+        "built = [c.from_env() for c in vars(settings).values()\n"
+        "         if isinstance(c, type) and c.__name__ == settings_name]\n"
+        f"{loaded('pydantic', 'pydantic_core')}"
+    )
+    name = {
+        "fan_out": "FanOutSettings",
+        "sender": "SenderSettings",
+        "dlq_alarm": "AlarmSettings",
+        "breaker_check": "BreakerCheckSettings",
+        "delivery_feedback": "FeedbackSettings",
+        "preference_center": "PreferenceCenterSettings",
+    }[function]
+    lines = run_in_function(function, f"settings_name = {name!r}\n" + code)
+    # Then the settings were built from the function's environment without pydantic
+    assert json.loads(lines[-1]) == []
+
+
+def test_the_sender_handles_its_first_email_without_pydantic():
+    # When the sender is imported and its first email is parsed, checked, rendered and built
+    code = f"""
+import app
+from notifications.contracts import parse_request
+from notifications.models import Channel
+from notifications.registry import validate_recipient
+from tests.samples import welcome
+request = parse_request(welcome(1).model_dump_json())
+validate_recipient(request.channel, request.recipient)
+app.sender.providers[Channel.EMAIL].build_message(request, app.sender.renderer.render(request))
+{loaded("pydantic", "pydantic_core", "notifications.events", "notifications.preferences")}
+"""
+    lines = run_in_function(
+        "sender",
+        code,
+        PYTHONPATH=f"{ROOT / 'layers' / 'notifications'}:{ROOT}",
+        PREFERENCE_LINK_SECRET_ARN="",  # plain links: no Secrets Manager call from a unit test
+    )
+    # Then pydantic never loaded: the request is a msgspec struct, the settings plain Python,
+    # and the domain events and preferences (pydantic) are not the sender's
+    assert json.loads(lines[-1]) == []
+
+
 def test_sender_cold_start_leaves_channel_libraries_for_first_use():
     # When the sender is imported, and then its email provider and recipient check are used
     code = f"""

@@ -66,3 +66,84 @@ def test_a_malformed_webhook_schedule_fails_the_cold_start_naming_variable_and_p
     assert settings.webhook_disable_after_hours == 120
     with pytest.raises(SettingsError, match="WEBHOOK_DISABLE_AFTER_HOURS"):
         SenderSettings.from_env({**SENDER_ENV, "WEBHOOK_DISABLE_AFTER_HOURS": "0"})
+
+
+# The settings are plain Python (no validation library at cold start): what each kind of
+# field accepts and how a bad value reads.
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_ATTEMPTS", "0", "MAX_ATTEMPTS: must be >= 1 (got '0')"),
+        ("MAX_ATTEMPTS", "1001", "MAX_ATTEMPTS: must be <= 1000 (got '1001')"),
+        ("MAX_ATTEMPTS", "2.5", "MAX_ATTEMPTS: must be an integer (got '2.5')"),
+        ("BREAKER_OPEN_SECONDS", "0", "BREAKER_OPEN_SECONDS: must be > 0 (got '0')"),
+        ("FAILURE_RATE", "nan", "FAILURE_RATE: must be a finite number (got 'nan')"),
+        ("BATCH_ADMISSION", "yes", "BATCH_ADMISSION: must be true or false (got 'yes')"),
+        ("SMS_TYPE", "Bulk", "SMS_TYPE: must be one of 'Transactional', 'Promotional'"),
+    ],
+)
+def test_a_malformed_variable_reads_as_its_name_the_rule_and_the_value(name, value, message):
+    with pytest.raises(SettingsError) as raised:
+        SenderSettings.from_env({**SENDER_ENV, name: value})
+    assert str(raised.value).startswith("malformed environment variable(s): ")
+    assert message in str(raised.value)
+
+
+def test_every_malformed_variable_is_named_at_once():
+    with pytest.raises(SettingsError) as raised:
+        SenderSettings.from_env({**SENDER_ENV, "MAX_ATTEMPTS": "x", "SMS_MAX_SEGMENTS": "11"})
+    assert "MAX_ATTEMPTS: must be an integer (got 'x')" in str(raised.value)
+    assert "SMS_MAX_SEGMENTS: must be <= 10 (got '11')" in str(raised.value)
+
+
+def test_strings_become_typed_values_and_unset_optionals_stay_none():
+    settings = SenderSettings.from_env(
+        {
+            **SENDER_ENV,
+            "BACKOFF_MULTIPLIER": "1.5",
+            "BATCH_ADMISSION": "FALSE",
+            "FAILURE_SEED": "7",
+            "POLICY_STATE_TABLE": "",  # empty reads as unset
+        }
+    )
+    assert settings.backoff_multiplier == 1.5
+    assert settings.batch_admission is False
+    assert settings.failure_seed == 7
+    assert settings.policy_state_table is None
+    assert settings.webhook_timeout_seconds == 10.0
+    assert settings.stage == "dev"  # inherited from BaseSettings
+
+
+def test_built_directly_the_same_rules_hold_and_the_object_is_frozen():
+    env = {name.lower(): value for name, value in SENDER_ENV.items()}
+    settings = SenderSettings(**env, max_attempts=4)
+    assert settings.max_attempts == 4
+    with pytest.raises(AttributeError):
+        settings.max_attempts = 5
+    with pytest.raises(SettingsError, match=r"MAX_ATTEMPTS: must be >= 1 \(got 0\)"):
+        SenderSettings(**env, max_attempts=0)
+    with pytest.raises(SettingsError, match="missing environment variable"):
+        SenderSettings(ledger_table="ledger")
+
+
+def test_a_settings_class_can_check_a_field_itself():
+    # Given a settings class with its own check of one field (as the sender's flags have)
+    from notifications.settings import BaseSettings, field_validator
+
+    class Schedule(BaseSettings):
+        waits: str = "5,60"
+
+        @field_validator("waits")
+        @classmethod
+        def _waits(cls, value: str) -> str:
+            if not all(part.strip().isdigit() for part in value.split(",")):
+                raise ValueError("must be seconds separated by commas")
+            return value.replace(" ", "")
+
+    # When built from the environment, the check's result is kept
+    assert Schedule.from_env({"LEDGER_TABLE": "l", "WAITS": "5, 60, 300"}).waits == "5,60,300"
+    # And a value it refuses is named like any other malformed variable
+    with pytest.raises(SettingsError, match=r"WAITS: must be seconds separated by commas"):
+        Schedule.from_env({"LEDGER_TABLE": "l", "WAITS": "5,soon"})

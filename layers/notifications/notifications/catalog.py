@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from notifications.models import DomainEvent, OrderPlaced, PaymentReceived, UserRegistered
+from notifications.events import DomainEvent, OrderPlaced, PaymentReceived, UserRegistered
 
 SCHEMA_DIALECT = "http://json-schema.org/draft-04/schema#"
 MAX_ERROR_LENGTH = 1000

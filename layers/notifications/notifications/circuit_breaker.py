@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from notifications.models import Channel
+from notifications.kinds import Channel
 
 BREAKER_KEY = "breaker"
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from notifications.models import Channel, NotificationRequested, NotificationStatus, notification_id
-from notifications.preferences import Preferences, PreferencesStore
 from notifications.queues import NotificationQueues
 from notifications.routing import (
     chain_for,
@@ -34,6 +33,10 @@ from notifications.routing import (
     falls_back_after_send,
     first_reachable,
 )
+
+# types only: pydantic (events, preferences) loads where they are used
+if TYPE_CHECKING:
+    from notifications.preferences import Preferences, PreferencesStore
 
 PERMANENT_BOUNCE = "permanent_bounce"
 # Reasons that say the channel cannot reach this user (not that the provider or the message

@@ -24,13 +24,9 @@ from notifications.caching import TtlCache
 from notifications.catalog import CatalogError, check_source, describe, validate_detail
 from notifications.contracts import DeadLetterMessage
 from notifications.errors import NotificationError, PermanentError
+from notifications.events import DomainEvent, EventEnvelope
 from notifications.ledger import Ledger
-from notifications.models import (
-    Channel,
-    DomainEvent,
-    EventEnvelope,
-    NotificationRequested,
-)
+from notifications.models import Channel, NotificationRequested
 from notifications.observability import ChannelMetrics, logger
 from notifications.preferences import Preferences, PreferencesStore
 from notifications.queues import SEND_BATCH_SIZE, NotificationQueues

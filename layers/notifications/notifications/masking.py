@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from notifications.models import Channel
+from notifications.kinds import Channel
 
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{4,}$")
 _ENDPOINT_ARN = re.compile(r"^(arn:[^:]+:sns:[^:]*:[^:]*:endpoint/[^/]+/[^/]+/)(.+)$")

@@ -15,7 +15,7 @@ __all__ = ["ChangeStamp", "Preferences", "PreferencesStore", "QuietHours"]
 class ChangeStamp(BaseModel):
     """Who changed the preferences last, when and how (the preference center writes it)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     at: str  # ISO 8601, UTC
     by: str  # "user" (through a signed link) or an operator
@@ -28,7 +28,7 @@ def pair(category: str, channel: Channel) -> str:
 
 
 class Preferences(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="forbid")
 
     user_id: str = Field(min_length=1, max_length=128)
     email: str | None = None

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from notifications.adapters.aws import aws_error, client
 from notifications.catalog import CATALOG
-from notifications.models import DomainEvent
+from notifications.events import DomainEvent
 
 MAX_ENTRIES = 10  # PutEvents' limit per request
 MAX_REQUEST_BYTES = 256 * 1024  # PutEvents' limit on the sum of its entries' sizes

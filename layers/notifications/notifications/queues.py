@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from notifications.contracts import DeadLetterMessage
-from notifications.models import NotificationRequested
+if TYPE_CHECKING:  # types only: the breaker check imports this module without the models
+    from notifications.contracts import DeadLetterMessage
+    from notifications.models import NotificationRequested
 
 SEND_BATCH_SIZE = 10  # SendMessageBatch's limit
 SEND_BATCH_TRIES = 3

@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from notifications.models import NotificationRequested
+if TYPE_CHECKING:
+    from notifications.models import NotificationRequested
+
 
 # Counters outlive their window by this much before DynamoDB may delete them.
 COUNTER_RETENTION = timedelta(hours=1)

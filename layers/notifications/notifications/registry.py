@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from notifications.models import Channel
+from notifications.kinds import Channel
 
 if TYPE_CHECKING:
     from notifications.channels.base import ChannelProvider

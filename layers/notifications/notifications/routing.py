@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from notifications.models import (
     Channel,
-    DomainEvent,
-    EventEnvelope,
     NotificationRequested,
     event_identity,
     notification_id,
 )
-from notifications.preferences import Preferences
+
+# types only: pydantic (events, preferences) loads where they are used
+if TYPE_CHECKING:
+    from notifications.events import DomainEvent, EventEnvelope
+    from notifications.preferences import Preferences
 
 NO_CONTACT_POINT = "no_contact_point"
 

@@ -3,50 +3,247 @@
 Each field reads the environment variable of the same name in upper case
 (``max_attempts`` <- ``MAX_ATTEMPTS``). A missing or malformed variable fails at once with
 its name, so a misconfigured function never handles a single message.
+
+Plain Python, no validation library: every function builds its settings at cold start, and
+pydantic's import plus one model class per settings class cost each cold start more than
+the rest of this module does (docs/performance.md, "Cold start"). A field is an annotation
+(``str``, ``int``, ``float``, ``bool``, a ``Literal`` of strings, or one of those ``| None``)
+with an optional ``Field(default=..., ge=, gt=, le=)``; environment strings are converted
+(``true``/``false``/``1``/``0`` for flags) and checked against the bounds, and constructing a
+settings class directly checks the same.
 """
 
-from __future__ import annotations
-
 import os
-from collections.abc import Mapping
-from typing import Literal, Self
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from notifications.models import Channel
+from notifications.kinds import Channel
 
 
 class SettingsError(RuntimeError):
     """The environment does not describe a usable configuration."""
 
 
-class _EnvSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+_REQUIRED: Any = object()
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+@dataclass(frozen=True)
+class _Spec:
+    default: Any = _REQUIRED
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+
+
+def Field(
+    default: Any = _REQUIRED,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Any:
+    """A settings field's default and numeric bounds."""
+    return _Spec(default, ge, gt, le)
+
+
+@dataclass(frozen=True)
+class _Validator:
+    """A settings class's own check of some fields: ``mode="before"`` gets the raw value
+    (an environment string or what the caller passed), ``"after"`` the converted one; it
+    returns the value to keep or raises ``ValueError`` saying what is wrong."""
+
+    method: Any  # the classmethod
+    names: tuple[str, ...]
+    mode: Literal["before", "after"]
+
+
+def field_validator(
+    *names: str, mode: Literal["before", "after"] = "after"
+) -> Callable[[Any], Any]:
+    """Declare a classmethod as the check of ``names`` (pydantic's decorator, kept so a
+    settings class reads as it did)."""
+
+    def declare(method: Any) -> _Validator:
+        return _Validator(method, names, mode)
+
+    return declare
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    kind: type | tuple[str, ...]  # a scalar type, or the allowed values of a Literal
+    optional: bool
+    spec: _Spec
+
+    @property
+    def required(self) -> bool:
+        return self.spec.default is _REQUIRED
+
+    def convert(self, value: object) -> object:
+        """``value`` (an environment string or a Python value) as this field's type; a
+        ``ValueError`` saying what is wrong otherwise."""
+        if value is None:
+            if self.optional:
+                return None
+            raise ValueError("must be set")
+        kind = self.kind
+        if isinstance(kind, tuple):
+            if value not in kind:
+                raise ValueError(f"must be one of {', '.join(repr(k) for k in kind)}")
+            return value
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _FLAGS:
+                return _FLAGS[value.strip().lower()]
+            raise ValueError("must be true or false")
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError("must be a string")
+            return value
+        number = _number(kind, value)
+        self._check_bounds(number)
+        return number
+
+    def _check_bounds(self, number: float) -> None:
+        spec = self.spec
+        if spec.ge is not None and not number >= spec.ge:
+            raise ValueError(f"must be >= {spec.ge:g}")
+        if spec.gt is not None and not number > spec.gt:
+            raise ValueError(f"must be > {spec.gt:g}")
+        if spec.le is not None and not number <= spec.le:
+            raise ValueError(f"must be <= {spec.le:g}")
+
+
+def _number(kind: type, value: object) -> float:
+    noun = "an integer" if kind is int else "a number"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be {noun}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"must be {noun}")
+    try:
+        number = int(value) if kind is int else float(value)
+    except ValueError:
+        raise ValueError(f"must be {noun}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _field(name: str, annotation: object, spec: _Spec) -> _Field:
+    optional = False
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1 or len(args) != 2:
+            raise TypeError(f"settings field {name}: only X | None unions are supported")
+        optional, annotation = True, rest[0]
+        args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:
+        return _Field(name, tuple(str(a) for a in args), optional, spec)
+    if annotation not in (str, int, float, bool):
+        raise TypeError(f"settings field {name}: unsupported type {annotation!r}")
+    return _Field(name, annotation, optional, spec)
+
+
+class _EnvSettings:
+    """Base of the settings classes: fields from the annotations, values checked once."""
+
+    _fields: ClassVar[dict[str, _Field]] = {}
+    _own_validators: ClassVar[tuple[_Validator, ...]] = ()
+    _validators: ClassVar[tuple[_Validator, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherited: dict[str, _Field] = {}
+        for base in reversed(cls.__mro__[1:]):
+            inherited.update(vars(base).get("_fields", {}))
+        own = vars(cls)
+        fields = dict(inherited)
+        # This module does without `from __future__ import annotations`: the annotations are
+        # objects already, no string to evaluate per class at each cold start.
+        for name, annotation in own.get("__annotations__", {}).items():
+            if name.startswith("_"):
+                continue
+            declared = own.get(name, _REQUIRED)
+            spec = declared if isinstance(declared, _Spec) else _Spec(declared)
+            fields[name] = _field(name, annotation, spec)
+        cls._fields = fields
+        own_validators = tuple(v for v in own.values() if isinstance(v, _Validator))
+        unknown = sorted({n for v in own_validators for n in v.names} - set(fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__}: validator of unknown field(s) {', '.join(unknown)}")
+        cls._own_validators = own_validators
+        cls._validators = tuple(
+            v for klass in reversed(cls.__mro__) for v in vars(klass).get("_own_validators", ())
+        )
+        for name, field in fields.items():  # class attributes: the defaults only
+            if field.required:
+                if name in own:
+                    delattr(cls, name)
+            else:
+                setattr(cls, name, field.spec.default)
+
+    def __init__(self, **values: Any) -> None:
+        unknown = sorted(set(values) - set(self._fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown field(s) {', '.join(unknown)}")
+        missing = sorted(
+            n.upper() for n, f in self._fields.items() if f.required and n not in values
+        )
+        if missing:
+            raise SettingsError(f"missing environment variable(s): {', '.join(missing)}")
+        problems = []
+        for name, field in self._fields.items():
+            value = values.get(name, field.spec.default)
+            try:
+                object.__setattr__(self, name, self._checked(name, field, value))
+            except ValueError as exc:
+                problems.append(f"{name.upper()}: {exc} (got {value!r})")
+        if problems:
+            raise SettingsError(f"malformed environment variable(s): {'; '.join(problems)}")
+
+    @classmethod
+    def _checked(cls, name: str, field: _Field, value: object) -> object:
+        mine = [v for v in cls._validators if name in v.names]
+        for validator in mine:
+            if validator.mode == "before":
+                value = validator.method.__get__(None, cls)(value)
+        converted = field.convert(value)
+        for validator in mine:
+            if validator.mode == "after" and converted is not None:
+                converted = validator.method.__get__(None, cls)(converted)
+        return converted
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, n) for n in self._fields))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         env = os.environ if environ is None else environ
         values = {
             name: env[name.upper()]
-            for name in cls.model_fields
+            for name in cls._fields
             if env.get(name.upper()) not in (None, "")
         }
-        missing = [
-            name.upper()
-            for name, field in cls.model_fields.items()
-            if field.is_required() and name not in values
-        ]
-        if missing:
-            raise SettingsError(f"missing environment variable(s): {', '.join(sorted(missing))}")
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']} "
-                f"(got {err.get('input')!r})"
-                for err in exc.errors()
-            )
-            raise SettingsError(f"malformed environment variable(s): {problems}") from exc
+        return cls(**values)
 
 
 class BaseSettings(_EnvSettings):

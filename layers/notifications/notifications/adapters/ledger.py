@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from notifications.adapters.aws import table
+from notifications.adapters.aws import client, table
 from notifications.adapters.dynamodb import conditional
 from notifications.ledger import (
     PURGED,
@@ -189,17 +189,22 @@ class DynamoLedger:
     def record_sent(
         self, notification_id: str, provider_message_id: str | None, latency_ms: int, now: datetime
     ) -> None:
-        values: dict[str, Any] = {
-            ":sent": NotificationStatus.SENT.value,
-            ":now": utc_iso(now),
-            ":lat": latency_ms,
+        """SENT, one write per send (the crash duplicate window). Through the low-level client
+        with the wire values written out: the resource layer's value conversion cost about a
+        third of this call's CPU, on the one write every message makes (docs/performance.md,
+        "Sender CPU")."""
+        values: dict[str, dict[str, str]] = {
+            ":sent": {"S": NotificationStatus.SENT.value},
+            ":now": {"S": utc_iso(now)},
+            ":lat": {"N": str(int(latency_ms))},
         }
         provider_id = ""
         if provider_message_id:  # the index on it is sparse: only real ids are written
-            values[":pmid"] = provider_message_id
+            values[":pmid"] = {"S": provider_message_id}
             provider_id = ", provider_message_id = :pmid"
-        self._table().update_item(
-            Key={"notification_id": notification_id},
+        client("dynamodb").update_item(
+            TableName=self.table_name,
+            Key={"notification_id": {"S": notification_id}},
             UpdateExpression=(
                 f"SET #s = :sent, updated_at = :now, latency_ms = :lat{provider_id} "
                 "REMOVE lease_until, next_attempt_at"

@@ -12,7 +12,7 @@ from notifications.adapters.aws import table
 from notifications.adapters.dynamodb import conditional
 from notifications.circuit_breaker import BREAKER_KEY, BreakerRecord, BreakerState
 from notifications.endpoint_health import ENDPOINT_KEY, REPLAY_KEY, EndpointHealth
-from notifications.models import Channel
+from notifications.kinds import Channel
 from notifications.rate_limit import RateSlot
 
 

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifications.adapters.aws import resource, table
 from notifications.adapters.dynamodb import conditional
 from notifications.errors import RetryableError
 from notifications.models import Channel, QuietHours
-from notifications.preferences import (
-    BATCH_GET_BACKOFF_SECONDS,
-    BATCH_GET_SIZE,
-    BATCH_GET_TRIES,
-    Preferences,
-    updated,
-)
+
+# notifications.preferences (pydantic) is loaded on first use: the sender wires this store for
+# the rare stale push endpoint and loads no pydantic at its cold start.
+if TYPE_CHECKING:
+    from notifications.preferences import Preferences
+
+
+def _parse(document: str) -> Preferences:
+    from notifications.preferences import Preferences
+
+    return Preferences.model_validate_json(document)
 
 
 class DynamoPreferencesStore:
@@ -32,21 +36,25 @@ class DynamoPreferencesStore:
 
     def get(self, user_id: str) -> Preferences | None:
         item = self._table().get_item(Key={"user_id": user_id}).get("Item")
-        return None if item is None else Preferences.model_validate_json(item["document"])
+        return None if item is None else _parse(item["document"])
 
     def get_many(self, user_ids: Collection[str]) -> dict[str, Preferences]:
         """The stored preferences of each of ``user_ids`` that has some (users without are
         absent from the result): one BatchGetItem per hundred users, resending the keys
         DynamoDB reports unprocessed (throttling, the 16 MB response limit) with a short
         backoff. Raises ``RetryableError`` when keys stay unprocessed."""
+        from notifications.preferences import BATCH_GET_SIZE
+
         unique = sorted(set(user_ids))
         found: dict[str, Preferences] = {}
         for start in range(0, len(unique), BATCH_GET_SIZE):
             for item in self._batch_get(unique[start : start + BATCH_GET_SIZE]):
-                found[item["user_id"]] = Preferences.model_validate_json(item["document"])
+                found[item["user_id"]] = _parse(item["document"])
         return found
 
     def _batch_get(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        from notifications.preferences import BATCH_GET_BACKOFF_SECONDS, BATCH_GET_TRIES
+
         items: list[dict[str, Any]] = []
         request: dict[str, Any] = {self.table_name: {"Keys": [{"user_id": u} for u in user_ids]}}
         for attempt in range(BATCH_GET_TRIES):
@@ -74,7 +82,7 @@ class DynamoPreferencesStore:
         if item is None:
             return None, None
         document = str(item["document"])
-        return Preferences.model_validate_json(document), document
+        return _parse(document), document
 
     def replace(self, preferences: Preferences, expected_document: str | None) -> bool:
         """Write ``preferences`` only if the stored document is still ``expected_document``
@@ -103,6 +111,8 @@ class DynamoPreferencesStore:
         """Read, apply ``changes`` (field name -> new value), validate, write; returns the new
         preferences. Creates them when the user has none. Last writer wins: this is the
         operator CLI's path, not a per-message one."""
+        from notifications.preferences import updated
+
         new = updated(self.get(user_id), user_id, changes)
         self.put(new)
         return new
@@ -123,6 +133,8 @@ class DynamoPreferencesStore:
     def _opt(
         self, user_id: str, channel: Channel | None, category: str | None, add: bool
     ) -> Preferences:
+        from notifications.preferences import Preferences
+
         current = self.get(user_id) or Preferences(user_id=user_id)
         channels = set(current.opted_out_channels)
         categories = set(current.opted_out_categories)
