@@ -12,12 +12,8 @@ import pytest
 
 from notifications.endpoint_health import EndpointHealth
 from notifications.ledger import DeadLetterEntry
-from notifications.operational_events import (
-    OPERATIONAL_EVENTS,
-    OPERATIONS_SOURCE,
-    OperationalEvents,
-    schema_text,
-)
+from notifications.operational_event_models import OPERATIONAL_EVENTS, schema_text
+from notifications.operational_events import OPERATIONS_SOURCE, OperationalEvents
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "events" / "schemas" / "operational"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Source ``notifications.platform`` (``OPERATIONS_SOURCE``); the detail types and their JSON
 schemas (``events/schemas/operational/<Type>.json``, generated from the models below by
-``schema_text``, checked by tests/unit/test_operational_events.py):
+``operational_event_models.schema_text``, checked by tests/unit/test_operational_events.py):
 
 - ``WebhookEndpointDisabled``: an endpoint failed continuously for ``WebhookDisableAfterHours``
   and was disabled (the sender, ``endpoint_health.py``);
@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Protocol
 
 from notifications.models import utc_iso
 from notifications.observability import logger
@@ -31,75 +29,9 @@ from notifications.observability import logger
 if TYPE_CHECKING:
     from notifications.endpoint_health import EndpointHealth
     from notifications.ledger import DeadLetterEntry
+    from notifications.operational_event_models import _Detail
 
-OPERATIONS_SOURCE = "notifications.platform"
-
-
-class _Detail(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    schema_version: int = Field(default=1, description="Bumped on an incompatible change.")
-
-
-class WebhookEndpointDisabled(_Detail):
-    """A webhook endpoint failed continuously for WebhookDisableAfterHours and was disabled;
-    its notifications are kept as ENDPOINT_DISABLED until `notifyctl webhooks enable` and
-    `notifyctl webhooks replay`."""
-
-    subscription_id: str
-    failing_since: str = Field(description="ISO 8601 UTC: the first failure of the period.")
-    disabled_at: str = Field(description="ISO 8601 UTC.")
-    consecutive_failures: int = Field(ge=1)
-    last_reason: str | None = Field(description="The last failure's reason code.")
-
-
-class WebhookEndpointRecovered(_Detail):
-    """The first successful delivery to a webhook endpoint after a failing period."""
-
-    subscription_id: str
-    failing_since: str | None = Field(description="ISO 8601 UTC: the period's first failure.")
-    recovered_at: str = Field(description="ISO 8601 UTC.")
-    consecutive_failures: int = Field(ge=1, description="Failures in the period.")
-
-
-class NotificationDeadLettered(_Detail):
-    """A notification of any channel reached NotificationsDLQ (recorded DEAD_LETTERED)."""
-
-    notification_id: str
-    channel: str | None
-    reason: str = Field(description="The failure's reason code (e.g. provider_unavailable).")
-    failure_class: str = Field(description="permanent | exhausted")
-    attempts: int = Field(ge=0, description="Provider attempts the ledger counted.")
-    event_type: str | None = Field(description="The domain event it came from.")
-    subscription_id: str | None = Field(description="Webhooks only: the endpoint.")
-    dead_lettered_at: str = Field(description="ISO 8601 UTC.")
-
-
-OPERATIONAL_EVENTS: dict[str, type[_Detail]] = {
-    model.__name__: model
-    for model in (WebhookEndpointDisabled, WebhookEndpointRecovered, NotificationDeadLettered)
-}
-
-
-def json_schema(detail_type: str) -> dict[str, Any]:
-    """The documented JSON schema of one operational event (the whole EventBridge event)."""
-    model = OPERATIONAL_EVENTS[detail_type]
-    return {
-        "$schema": "http://json-schema.org/draft-04/schema#",
-        "title": detail_type,
-        "description": " ".join((model.__doc__ or "").split()),
-        "type": "object",
-        "required": ["source", "detail-type", "detail"],
-        "properties": {
-            "source": {"enum": [OPERATIONS_SOURCE]},
-            "detail-type": {"enum": [detail_type]},
-            "detail": model.model_json_schema(),
-        },
-    }
-
-
-def schema_text(detail_type: str) -> str:
-    """``events/schemas/operational/<Type>.json``'s content."""
-    return json.dumps(json_schema(detail_type), indent=2, sort_keys=True) + "\n"
+OPERATIONS_SOURCE = "notifications.platform"  # (operational_event_models.py says the same)
 
 
 class EventPutter(Protocol):
@@ -128,6 +60,8 @@ class OperationalEvents:
         return True
 
     def endpoint_disabled(self, health: EndpointHealth, now: datetime) -> bool:
+        from notifications.operational_event_models import WebhookEndpointDisabled
+
         return self.put(
             WebhookEndpointDisabled(
                 subscription_id=health.subscription_id,
@@ -139,6 +73,8 @@ class OperationalEvents:
         )
 
     def endpoint_recovered(self, before: EndpointHealth, now: datetime) -> bool:
+        from notifications.operational_event_models import WebhookEndpointRecovered
+
         return self.put(
             WebhookEndpointRecovered(
                 subscription_id=before.subscription_id,
@@ -149,6 +85,8 @@ class OperationalEvents:
         )
 
     def dead_lettered(self, entry: DeadLetterEntry, now: datetime) -> bool:
+        from notifications.operational_event_models import NotificationDeadLettered
+
         webhook = entry.channel == "webhook"
         return self.put(
             NotificationDeadLettered(
