@@ -41,6 +41,10 @@ def test_every_sample_is_covered_here():
         "schemas/UserRegistered.json",  # tests/unit/test_catalog.py
         "schemas/OrderPlaced.json",
         "schemas/PaymentReceived.json",
+        # tests/unit/test_operational_events.py
+        "schemas/operational/NotificationDeadLettered.json",
+        "schemas/operational/WebhookEndpointDisabled.json",
+        "schemas/operational/WebhookEndpointRecovered.json",
         "delivery_feedback/ses-delivery.json",  # tests/integration/test_delivery_feedback.py
         "delivery_feedback/ses-bounce.json",
         "delivery_feedback/ses-complaint.json",
