@@ -369,10 +369,12 @@ def test_a_10_s_endpoint_in_a_batch_does_not_delay_the_other_nine(deploy_stack, 
         enqueue(stack, requests)
         assert stack.pump() == 10
 
-        # Then the nine arrived while the slow endpoint was still answering
-        assert happened[0] == "slow asked"
-        assert happened[1:10] == ["fast"] * 9
-        assert happened[10] == "slow answered"
+        # Then the nine arrived before the slow endpoint answered: none waited for it (the
+        # sends start together, so the slow request may reach the receiver before or after
+        # some of the fast ones; a sequential batch would ask it first and answer it first)
+        assert sorted(happened) == ["fast"] * 9 + ["slow answered", "slow asked"]
+        assert happened.index("slow asked") < happened.index("slow answered")
+        assert happened[-1] == "slow answered"
         # And all ten were delivered
         items = ledger_items(stack)
         assert {items[r.notification_id]["status"] for r in requests} == {"SENT"}
