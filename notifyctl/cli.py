@@ -321,6 +321,17 @@ def dashboard(
         return
 
 
+# `--provider-latency` of `local demo` and `local serve` (the ProviderLatency parameter).
+ProviderLatencyOption = Annotated[
+    str,
+    typer.Option(
+        help="A modelled provider latency per channel, in ms, e.g. "
+        "email=lognormal:80:250,webhook=fixed:300 (the ProviderLatency parameter; "
+        "lognormal takes the median and the 99th percentile).",
+    ),
+]
+
+
 @local_app.command("demo")
 def local_demo(
     events: Annotated[
@@ -333,14 +344,7 @@ def local_demo(
     users: Annotated[
         int, typer.Option(help="Synthetic users with stored preferences (0 or more).")
     ] = 40,
-    provider_latency: Annotated[
-        str,
-        typer.Option(
-            help="A modelled provider latency per channel, in ms, e.g. "
-            "email=lognormal:80:250,webhook=fixed:300 (the ProviderLatency parameter; "
-            "lognormal takes the median and the 99th percentile).",
-        ),
-    ] = "",
+    provider_latency: ProviderLatencyOption = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     server: Annotated[
         bool, typer.Option("--server", help="Run moto as a server on 127.0.0.1, over HTTP.")
@@ -446,14 +450,7 @@ def local_serve(
     failure_rate: Annotated[
         float, typer.Option(help="Fraction of provider calls that fail (0 to 1).")
     ] = 0.0,
-    provider_latency: Annotated[
-        str,
-        typer.Option(
-            help="A modelled provider latency per channel, in ms, e.g. "
-            "email=lognormal:80:250,webhook=fixed:300 (the ProviderLatency parameter; "
-            "lognormal takes the median and the 99th percentile).",
-        ),
-    ] = "",
+    provider_latency: ProviderLatencyOption = "",
     template: Annotated[
         Path, typer.Option(help="The SAM template.", exists=True, dir_okay=False)
     ] = DEFAULT_TEMPLATE,
