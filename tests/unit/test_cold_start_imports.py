@@ -180,6 +180,71 @@ app.sender.providers[Channel.EMAIL].build_message(request, app.sender.renderer.r
     assert json.loads(lines[-1]) == []
 
 
+FAN_OUT_FIRST_BATCH = """
+import json
+from types import SimpleNamespace
+import boto3
+from moto import mock_aws
+from tests.samples import load_event
+
+with mock_aws():
+    env = load_event("env.json")["FanOutFunction"]
+    sqs, dynamodb = boto3.client("sqs"), boto3.client("dynamodb")
+    urls = {name: env[name] for name in env if name.endswith("_URL") or name.startswith("QUEUE_URL")}
+    for url in urls.values():
+        sqs.create_queue(QueueName=url.rsplit("/", 1)[1])
+    for table, key in (("LEDGER_TABLE", "notification_id"), ("PREFERENCES_TABLE", "user_id"),
+                       ("WEBHOOK_SUBSCRIPTIONS_TABLE", "subscription_id")):
+        dynamodb.create_table(
+            TableName=env[table], BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
+    # Alice has preferences: an email, a push endpoint, SMS opted out
+    document = json.dumps({"user_id": "user-123", "email": "alice@example.com",
+        "phone": "+14155550100", "opted_out_channels": ["sms"],
+        "push_endpoints": ["arn:aws:sns:us-east-1:123456789012:endpoint/GCM/shop/0001"]})
+    dynamodb.put_item(TableName=env["PREFERENCES_TABLE"],
+                      Item={"user_id": {"S": "user-123"}, "document": {"S": document}})
+    import app
+    context = SimpleNamespace(function_name="FanOutFunction", memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        aws_request_id="req-1")
+    answer = app.handler(load_event("fan_out/sqs-batch.json"), context)
+    counts = {name: int(sqs.get_queue_attributes(QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+        for name, url in sorted(urls.items())}
+    suppressed = dynamodb.scan(TableName=env["LEDGER_TABLE"])["Count"]
+print(json.dumps([answer, counts, suppressed]))
+"""
+
+
+def test_the_fan_out_handles_its_first_batch_without_pydantic():
+    # Given the fan-out's first batch (on moto): a UserRegistered, an OrderPlaced and a
+    # PaymentReceived of a user with stored preferences, and an OrderPlaced without user_id
+    code = FAN_OUT_FIRST_BATCH + loaded("pydantic", "pydantic_core")
+    # When a cold fan-out handles it
+    lines = run_in_function(
+        "fan_out", code, PYTHONPATH=f"{ROOT / 'layers' / 'notifications'}:{ROOT}"
+    )
+    answer, counts, suppressed = json.loads(lines[-2])
+    # Then every record settled: the valid events fanned out by the user's preferences (three
+    # emails, two pushes, SMS opted out twice and recorded in the ledger), the invalid one
+    # dead-lettered into EventsDLQ
+    assert answer == {"batchItemFailures": []}
+    assert counts == {
+        "EVENTS_DLQ_URL": 1,
+        "NOTIFICATIONS_DLQ_URL": 0,
+        "QUEUE_URL_EMAIL": 3,
+        "QUEUE_URL_PUSH": 2,
+        "QUEUE_URL_SMS": 0,
+        "QUEUE_URL_WEBHOOK": 0,
+    }
+    assert suppressed == 2
+    # And pydantic was never imported: the events, the envelope and the preferences are
+    # msgspec structs
+    assert json.loads(lines[-1]) == []
+
+
 def test_sender_cold_start_leaves_channel_libraries_for_first_use():
     # When the sender is imported, and then its email provider and recipient check are used
     code = f"""
