@@ -195,10 +195,16 @@ def rejected(event_type, detail):
             "detail.total.rate: Extra inputs are not permitted",
         ),
         (order(total="42.50 EUR"), "detail.total: Input should be an object"),
-        (order(placed_at="2026-11-28T12:05:00"), "detail.placed_at: Input should have timezone info"),
+        (
+            order(placed_at="2026-11-28T12:05:00"),
+            "detail.placed_at: Input should have timezone info",
+        ),
         (order(placed_at="yesterday"), "detail.placed_at: Input should be a valid datetime"),
         (order(item_count=0), "detail.item_count: Input should be greater than or equal to 1"),
-        (order(item_count=10_001), "detail.item_count: Input should be less than or equal to 10000"),
+        (
+            order(item_count=10_001),
+            "detail.item_count: Input should be less than or equal to 10000",
+        ),
         (order(item_count=2.5), "detail.item_count: Input should be a valid integer"),
         (order(coupon="X"), "detail.coupon: Extra inputs are not permitted"),
     ],
@@ -286,7 +292,10 @@ def test_an_event_built_in_code_is_checked_read_and_frozen():
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda e: e.update({"detail-type": "  "}), "detail-type: String should have at least 1 character"),
+        (
+            lambda e: e.update({"detail-type": "  "}),
+            "detail-type: String should have at least 1 character",
+        ),
         (lambda e: e.update(time="2026-11-28T12:05:00"), "time: Input should have timezone info"),
         (lambda e: e.update(detail=[]), "detail: Input should be an object"),
         (lambda e: e.pop("source"), "source: Field required"),

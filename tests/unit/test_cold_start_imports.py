@@ -190,7 +190,7 @@ from tests.samples import load_event
 with mock_aws():
     env = load_event("env.json")["FanOutFunction"]
     sqs, dynamodb = boto3.client("sqs"), boto3.client("dynamodb")
-    urls = {name: env[name] for name in env if name.endswith("_URL") or name.startswith("QUEUE_URL")}
+    urls = {name: env[name] for name in env if "_URL" in name}
     for url in urls.values():
         sqs.create_queue(QueueName=url.rsplit("/", 1)[1])
     for table, key in (("LEDGER_TABLE", "notification_id"), ("PREFERENCES_TABLE", "user_id"),

@@ -151,8 +151,7 @@ def json_schema(entry: EventType) -> dict[str, Any]:
         (entry.model,), ref_template="#/definitions/{name}"
     )
     definitions = {
-        name: _with_rules(_record(entry.model, name), schema)
-        for name, schema in components.items()
+        name: _with_rules(_record(entry.model, name), schema) for name, schema in components.items()
     }
     version = definitions[entry.name]["properties"]["schema_version"]
     version.pop("minimum", None)
@@ -175,13 +174,19 @@ def json_schema(entry: EventType) -> dict[str, Any]:
 
 def _record(model: type[Record], name: str) -> type[Record]:
     """The record class named ``name``: the model or one of its parts."""
-    if model.__name__ == name:
-        return model
+    found = _parts(model).get(name)
+    if found is None:
+        raise LookupError(name)
+    return found
+
+
+def _parts(model: type[Record]) -> dict[str, type[Record]]:
+    """The model and the records among its fields (and theirs), by class name."""
+    parts = {model.__name__: model}
     for part in msgspec.structs.fields(model):
         if isinstance(part.type, type) and issubclass(part.type, Record):
-            if found := _record(part.type, name):
-                return found
-    raise LookupError(name)
+            parts |= _parts(part.type)
+    return parts
 
 
 def _with_rules(record: type[Record], schema: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def _quiet_hours(value: Any) -> Any:
             "; ".join(f"quiet_hours.{name}: Extra inputs are not permitted" for name in extra)
         )
     try:
-        parts = {
+        parts: dict[str, Any] = {
             name: time.fromisoformat(part) if name != "timezone" and isinstance(part, str) else part
             for name, part in value.items()
         }

@@ -150,7 +150,9 @@ class Amount(Rule):
             places = -exponent
             digits = max(digits, places)
         if digits > self.max_digits:
-            raise ValueError(f"Decimal input should have no more than {self.max_digits} digits in total")
+            raise ValueError(
+                f"Decimal input should have no more than {self.max_digits} digits in total"
+            )
         if places > self.places:
             raise ValueError(f"Decimal input should have no more than {self.places} decimal places")
         whole = self.max_digits - self.places
@@ -252,7 +254,9 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 msgspec.structs.force_setattr(self, name, checked)
         if self._str_max_length is not None:
             problems += [
-                f"{name}: {exc}" for name in self.__struct_fields__ if (exc := self._too_long(name))
+                f"{name}: {long}"
+                for name in self.__struct_fields__
+                if (long := self._too_long(name))
             ]
         if problems:
             raise ValueError("; ".join(problems))
@@ -300,7 +304,11 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 found.append(f"{where}: {message}")
         if cls.__struct_config__.forbid_unknown_fields:
             known = {field.encode_name for field in fields}
-            found += [f"{prefix}{name}: Extra inputs are not permitted" for name in raw if name not in known]
+            found += [
+                f"{prefix}{name}: Extra inputs are not permitted"
+                for name in raw
+                if name not in known
+            ]
         return found
 
     @classmethod
