@@ -49,6 +49,9 @@ def test_values_built_in_code_are_read_as_the_decoder_reads_them():
         at="2026-11-28T12:00:00+00:00", by="user", via="page_save"
     )
     assert prefs.opt_out_reason(Channel.EMAIL, "order") == "opted_out_category_channel:order:email"
+    # And a channel name that is none is refused
+    with pytest.raises(ValueError, match="'fax' is not a valid Channel"):
+        Preferences(user_id="user-1", opted_out_channels={"fax"})
 
 
 def test_bad_changes_name_every_field_and_no_value():
