@@ -20,6 +20,7 @@ the constraints from the rules, so one definition gives the check and the contra
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import types
 import typing
@@ -276,7 +277,7 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             return [f"{path or '(root)'}: Input should be an object"]
         prefix = f"{path}." if path else ""
         found = []
-        fields = msgspec.structs.fields(cls)
+        fields = _fields(cls)
         for field in fields:
             where = f"{prefix}{field.encode_name}"
             if field.encode_name not in raw:
@@ -348,6 +349,30 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
                 raise AttributeError(f"{type(self).__name__} has no field {name!r}")
             msgspec.structs.force_setattr(duplicate, name, value)
         return duplicate
+
+
+@functools.cache
+def _fields(cls: type[Record]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    """``msgspec.structs.fields``, once per class (it resolves the annotations: ~0.5 ms)."""
+    return msgspec.structs.fields(cls)
+
+
+@functools.cache
+def _capped(cls: type[Record]) -> tuple[str, ...]:
+    """The string fields ``_str_max_length`` must check: those whose own rule does not
+    already hold them within it."""
+    limit = cls._str_max_length
+    if limit is None:
+        return ()
+    capped = []
+    for field in _fields(cls):
+        if field.type not in (str, str | None, typing.Optional[str]):  # noqa: UP045
+            continue
+        rule = cls._rules.get(field.name)
+        rule = rule.rule if isinstance(rule, Optional) else rule
+        if not (isinstance(rule, Text) and rule.high is not None and rule.high <= limit):
+            capped.append(field.name)
+    return tuple(capped)
 
 
 def _python(value: Any) -> Any:
