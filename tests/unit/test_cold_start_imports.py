@@ -122,7 +122,7 @@ def test_no_handler_imports_pydantic(function):
     # When the handler module is imported (its settings, models, adapters, Powertools)
     lines = run_in_function(function, "import app\n" + loaded("pydantic", "pydantic_core"))
     # Then pydantic is not loaded: the requests, the domain events and the preferences are
-    # msgspec structs (pydantic is left to the operational events, put rarely, and the tools)
+    # msgspec structs (the layer ships no pydantic; the bench scripts compare against it)
     assert json.loads(lines[-1]) == []
 
 
@@ -177,6 +177,42 @@ app.sender.providers[Channel.EMAIL].build_message(request, app.sender.renderer.r
     )
     # Then pydantic never loaded: the request is a msgspec struct, the settings plain Python,
     # and the domain events and preferences (pydantic) are not the sender's
+    assert json.loads(lines[-1]) == []
+
+
+def test_the_operational_events_are_put_without_pydantic():
+    # When the alarm function puts a NotificationDeadLettered and the sender's two webhook
+    # health events are put in the same process
+    code = f"""
+import json
+from datetime import UTC, datetime
+import app
+from notifications.endpoint_health import EndpointHealth
+from notifications.ledger import DeadLetterEntry
+from notifications.operational_events import OperationalEvents
+class Bus:
+    def __init__(self): self.put_types = []
+    def put(self, source, detail_type, detail): self.put_types.append(detail_type)
+bus, now = Bus(), datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+events = OperationalEvents(bus)
+health = EndpointHealth("sub-1", consecutive_failures=3, failing_since=now)
+events.endpoint_disabled(health, now)
+events.endpoint_recovered(health, now)
+events.dead_lettered(
+    DeadLetterEntry("n-1", "provider_unavailable", "503", "exhausted", "{{}}", 8, "m-1", "email"),
+    now,
+)
+print(json.dumps(bus.put_types))
+{loaded("pydantic", "pydantic_core")}
+"""
+    lines = run_in_function("dlq_alarm", code)
+    # Then all three went on the bus, and pydantic was never imported: the details are
+    # msgspec structs and the layer does not ship pydantic
+    assert json.loads(lines[-2]) == [
+        "WebhookEndpointDisabled",
+        "WebhookEndpointRecovered",
+        "NotificationDeadLettered",
+    ]
     assert json.loads(lines[-1]) == []
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
+import msgspec
 import pytest
 
 from notifications.endpoint_health import EndpointHealth
@@ -77,6 +78,18 @@ def test_each_event_matches_its_documented_schema():
         "consecutive_failures": 9,
         "last_reason": "provider_timeout",
     }
+    # the bytes on the bus keep the field order they always had (schema_version first)
+    assert list(email_letter) == [
+        "schema_version",
+        "notification_id",
+        "channel",
+        "reason",
+        "failure_class",
+        "attempts",
+        "event_type",
+        "subscription_id",
+        "dead_lettered_at",
+    ]
     assert recovered["recovered_at"] == "2026-11-28T12:00:00.000+00:00"
     assert webhook_letter["subscription_id"] == "sub-1"
     assert webhook_letter["attempts"] == 8
@@ -111,3 +124,50 @@ def test_every_field_is_described_or_self_evident(name):
     schema = json.loads((SCHEMAS / f"{name}.json").read_text())
     assert schema["properties"]["detail-type"] == {"enum": [name]}
     assert schema["description"]
+
+
+def test_a_detail_out_of_its_rules_is_refused_naming_the_field():
+    # Given the details' fields as the sender and the alarm function fill them
+    disabled = {
+        "subscription_id": "sub-1",
+        "failing_since": "2026-11-23T12:00:00.000+00:00",
+        "disabled_at": "2026-11-28T12:00:00.000+00:00",
+        "last_reason": None,
+    }
+    letter = {
+        "notification_id": "n-1",
+        "channel": "email",
+        "reason": "invalid_recipient",
+        "failure_class": "permanent",
+        "event_type": None,
+        "subscription_id": None,
+        "dead_lettered_at": "2026-11-28T12:00:00.000+00:00",
+    }
+    recovered = {
+        "subscription_id": "sub-1",
+        "failing_since": None,
+        "recovered_at": "2026-11-28T12:00:00.000+00:00",
+    }
+    models = OPERATIONAL_EVENTS
+    # When one breaks a rule its schema states (minimum), it is not built: nothing is put
+    refused = []
+    for model, fields in (
+        ("WebhookEndpointDisabled", {**disabled, "consecutive_failures": 0}),
+        ("WebhookEndpointRecovered", {**recovered, "consecutive_failures": 0}),
+        ("NotificationDeadLettered", {**letter, "attempts": -1}),
+    ):
+        with pytest.raises(ValueError, match="greater than or equal to") as error:
+            models[model](**fields)
+        refused.append(str(error.value))
+    assert refused == [
+        "consecutive_failures: Input should be greater than or equal to 1",
+        "consecutive_failures: Input should be greater than or equal to 1",
+        "attempts: Input should be greater than or equal to 0",
+    ]
+    # Then the edges are accepted, and a field the schema does not know is refused on decode
+    assert models["WebhookEndpointRecovered"](**recovered, consecutive_failures=1)
+    assert models["NotificationDeadLettered"](**letter, attempts=0).model_dump()["attempts"] == 0
+    with pytest.raises(msgspec.ValidationError, match="unknown field `recipient`"):
+        models["NotificationDeadLettered"].model_validate(
+            {**letter, "attempts": 1, "recipient": "someone@example.com"}
+        )
