@@ -8,6 +8,7 @@ or a schema is generated; the layer ships no pydantic (docs/performance.md, "Pac
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar
@@ -78,6 +79,8 @@ def detail_schema(model: type[_Detail]) -> dict[str, Any]:
     ``Subscription Id``) and its rule's keywords (``minimum``), as pydantic generated it."""
     _, components = msgspec.json.schema_components((model,))
     schema: dict[str, Any] = components[model.__name__]
+    # the docstring as pydantic cleaned it (msgspec before 0.23 left Python 3.11's indentation)
+    schema["description"] = inspect.cleandoc(model.__doc__ or "")
     for field in msgspec.structs.fields(model):
         prop = schema["properties"][field.encode_name]
         rule = model._rules.get(field.name)
