@@ -21,6 +21,7 @@ Tracer with the X-Ray SDK, patching boto3).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -31,12 +32,13 @@ from typing import Any
 import common
 
 FUNCTIONS = {
-    # function dir -> (env.json key, clients its first invocation uses)
-    "fan_out": ("FanOutFunction", ["client:sqs", "resource:dynamodb"]),
-    "sender": ("SenderFunction", ["client:sqs", "resource:dynamodb", "client:sesv2"]),
-    "dlq_alarm": ("DlqAlarmFunction", ["resource:dynamodb", "client:sns"]),
-    "breaker_check": ("BreakerCheckFunction", ["resource:dynamodb", "client:lambda"]),
-    "delivery_feedback": ("DeliveryFeedbackFunction", ["resource:dynamodb"]),
+    # function dir -> (env.json key, clients its first invocation uses). No DynamoDB resource
+    # since issue 18's session 6: every table goes through the low-level client.
+    "fan_out": ("FanOutFunction", ["client:sqs", "client:dynamodb"]),
+    "sender": ("SenderFunction", ["client:sqs", "client:dynamodb", "client:sesv2"]),
+    "dlq_alarm": ("DlqAlarmFunction", ["client:dynamodb", "client:sns"]),
+    "breaker_check": ("BreakerCheckFunction", ["client:dynamodb", "client:lambda"]),
+    "delivery_feedback": ("DeliveryFeedbackFunction", ["client:dynamodb"]),
 }
 
 # The Lambda Python runtime ships boto3 and botocore without the optional packages this venv
@@ -58,9 +60,9 @@ HANDLER_CODE = """
 import time, sys
 t0, c0 = time.perf_counter(), time.process_time()
 import app
-from notifications.adapters.aws import client, resource
+from notifications.adapters import aws
 for kind, _, service in (s.partition(":") for s in sys.argv[1:]):
-    (client if kind == "client" else resource)(service)
+    getattr(aws, kind)(service)  # aws.client; an older revision's aws.resource too
 #FIRST_USE
 print(time.perf_counter() - t0, time.process_time() - c0)
 """
@@ -122,6 +124,21 @@ def environment(function_key: str) -> dict[str, str]:
     return env
 
 
+def functions_at(root: Path) -> dict[str, tuple[str, list[str]]]:
+    """``FUNCTIONS`` as the benchmark of the tree at ``root`` declares it: the clients (or,
+    before issue 18's session 6, the DynamoDB resource) that revision's functions create."""
+    if root == common.ROOT:
+        return FUNCTIONS
+    module = ast.parse((root / "bench" / "cold_start.py").read_text())
+    for node in module.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "FUNCTIONS" for target in node.targets
+        ):
+            declared: dict[str, tuple[str, list[str]]] = ast.literal_eval(node.value)
+            return declared
+    raise RuntimeError(f"no FUNCTIONS in {root / 'bench' / 'cold_start.py'}")
+
+
 def handler_run(
     function: str,
     overrides: dict[str, str] | None = None,
@@ -130,7 +147,7 @@ def handler_run(
 ) -> tuple[str, str, dict[str, str], list[str]]:
     """Code, working directory, environment and arguments for one handler's cold start, on
     the code under ``root`` (another revision's tree for the "before" rows)."""
-    key, clients = FUNCTIONS[function]
+    key, clients = functions_at(root)[function]
     cwd = str(root / "functions" / function)
     env = environment(key)
     env["PYTHONPATH"] = str(root / "layers" / "notifications")
