@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from notifications.adapters.aws import table
+from notifications.adapters.dynamodb import DynamoTable
 from notifications.channels.webhook import (
     DynamoSubscriptionStore,
     SecretsManagerSigningKeys,
@@ -148,9 +148,9 @@ def notifyctl(*args: str) -> str:
 
 
 def policy_items(stack, pk: str) -> dict[str, dict[str, Any]]:
-    items = table(stack.physical_id("PolicyStateTable")).query(
+    items = DynamoTable(stack.physical_id("PolicyStateTable")).query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": pk}
-    )["Items"]
+    )
     return {str(item["sk"]): item for item in items}
 
 
