@@ -15,7 +15,10 @@ provider, template render, MIME build), and ``sender traced`` runs with
 ``POWERTOOLS_TRACE_DISABLED=false`` (template parameter ``TraceAwsCalls=true``: Powertools'
 Tracer with the X-Ray SDK, patching boto3).
 
-    python bench/cold_start.py [--runs 7] [--importtime FUNCTION] [--venv-as-is]
+``--instructions`` also counts each function's instructions once under valgrind's callgrind
+(before, now, floor): unlike time, the count does not move with the load of a shared machine.
+
+    python bench/cold_start.py [--runs 7] [--importtime FUNCTION] [--venv-as-is] [--instructions]
 """
 
 from __future__ import annotations
