@@ -88,10 +88,32 @@ validate_recipient(request.channel, request.recipient)
 app.sender.providers[Channel.EMAIL].build_message(request, app.sender.renderer.render(request))
 """
 
+# What the fan-out's first batch adds on top of the import: each event of the sample batch
+# (one of each catalog type and an invalid one) parsed against the catalog, a user's stored
+# preferences decoded, the notifications planned. No AWS call: the clients are already made.
+FIRST_EVENT = """
+import json
+from datetime import UTC, datetime
+from notifications.fanout import InvalidEvent, parse_event
+from notifications.preferences import Preferences
+from notifications.routing import plan_notifications
+prefs = Preferences.model_validate_json(json.dumps({"user_id": "user-123",
+    "email": "alice@example.com", "phone": "+14155550100", "opted_out_channels": ["sms"]}))
+with open("../../events/fan_out/sqs-batch.json") as batch:
+    records = json.load(batch)["Records"]
+for record in records:
+    try:
+        envelope, event = parse_event(json.loads(record["body"]))
+    except InvalidEvent:
+        continue
+    plan_notifications(envelope, event, prefs, [], datetime.now(UTC))
+"""
+
 # Extra rows: name -> (function, environment overrides, code after the import and clients).
 VARIANTS: dict[str, tuple[str, dict[str, str], str]] = {
     "sender +1st email": ("sender", {}, FIRST_EMAIL),
     "sender traced": ("sender", {"POWERTOOLS_TRACE_DISABLED": "false"}, ""),
+    "fan_out +1st event": ("fan_out", {}, FIRST_EVENT),
 }
 
 # The floor of a function: boto3 and the clients its first invocation uses, nothing of ours.

@@ -9,10 +9,15 @@ prediction next to each measured figure; sends per second against a send budget.
    ``--rounds`` batches, for ``SenderConcurrency`` 10 and 1. The model (docs/performance.md,
    section 6) predicts a batch as ``T0 + ceil(B / c) * L``, with ``T0`` the same batch's time
    at zero latency, measured here too.
-2. **A burst** of ``--burst`` emails at 80 ms with ``--senders`` concurrent sender invocations
-   (the runtime's process mode: moto server, each invocation in its own process): wall time
-   from the first poll to an empty queue, for ``SenderConcurrency`` 10 and 1, and the model's
-   prediction from part 1's figures and this machine's CPU (see docs/performance.md).
+2. **The capacity model at small scale.** (a) In-process, one invocation at a time: 50 emails
+   at zero latency calibrate the per-batch time; the model predicts the drain of 200 at 80 ms
+   (``ceil(N / 10) x (batch time at 0 + ceil(10 / c) x L)``). (b) A burst of ``--burst`` emails
+   at 80 ms with ``--senders`` concurrent sender invocations (the runtime's process mode: moto
+   server, each invocation in its own process): wall time from the first poll to an empty
+   queue, for ``SenderConcurrency`` 10 and 1, against ``N / X`` with ``X`` measured on a
+   200-email burst (does the drain stay linear in N?), with the CPU per email (all processes,
+   and the moto process alone: the providers' side here) and the latency bound part 1
+   predicts.
 3. **Sends per second against a budget**: the burst again with ``SesMaxSendRate=--budget``;
    the most SENT records in one wall-clock second.
 
@@ -146,17 +151,23 @@ def batch_seconds(
             "SENDER_CONCURRENCY": str(concurrency),
             # a loaded machine must not turn a slow moto call into a send_timeout here
             "SEND_TIMEOUT_SECONDS": "25",
+            # every webhook here goes to one subscription, and the rate limit per user (per
+            # hashed recipient without one) would defer all but RateLimitPerMinute (100) of
+            # them a minute: it binds a webhook burst to one subscriber (docs/performance.md
+            # section 6), not what this figure measures
+            "RATE_LIMIT_PER_MINUTE": "1000000",
         }
         senders.append(build_sender(SenderSettings.from_env(environment)))
     build = email if channel is Channel.EMAIL else webhook
     queue = "EmailQueue" if channel is Channel.EMAIL else "WebhookQueue"
     times: list[list[float]] = [[], []]
     n = 0
+    sent: list[str] = []
     for r in range(rounds + 1):  # the first warms the providers up, not counted
         for which, sender in enumerate(senders):
-            event = received_batch(
-                stack, queue, [build(n + k, f"{tag}-{which}-{r}") for k in range(BATCH)]
-            )
+            requests = [build(n + k, f"{tag}-{which}-{r}") for k in range(BATCH)]
+            sent += [request.notification_id for request in requests]
+            event = received_batch(stack, queue, requests)
             n += BATCH
             with common.quiet_stdout():
                 started = time.perf_counter()
@@ -166,7 +177,19 @@ def batch_seconds(
                 raise RuntimeError(f"the batch left failures: {response}")
             if r:
                 times[which].append(elapsed)
+    require_sent(stack, sent)
     return statistics.median(times[0]), statistics.median(times[1])
+
+
+def require_sent(stack: Any, notification_ids: list[str]) -> None:
+    """Every timed notification was sent, not deferred or dead-lettered: a batch that sends
+    fewer than it was given would be fast for the wrong reason."""
+    from notifications.adapters.ledger import DynamoLedger
+
+    ledger = DynamoLedger(stack.physical_id("LedgerTable"))
+    statuses = Counter((ledger.get(i) or {}).get("status", "missing") for i in notification_ids)
+    if statuses != Counter({"SENT": len(notification_ids)}):
+        raise RuntimeError(f"not every timed notification was sent: {dict(statuses)}")
 
 
 def per_invocation(rounds: int) -> dict[str, float]:
@@ -220,31 +243,60 @@ def per_invocation(rounds: int) -> dict[str, float]:
     return figures
 
 
-def in_process_burst(count: int, concurrency: int) -> float:
+def in_process_burst(count: int, concurrency: int, latency_ms: int) -> float:
     """Wall seconds for the in-process runtime (one invocation at a time) to drain ``count``
-    emails at 80 ms."""
+    emails at ``latency_ms``."""
     import common
 
     from notifications.adapters.sqs import SqsQueues
 
     with in_process_stack() as stack:
         environment = stack.function("SenderFunction").environment
-        environment["PROVIDER_LATENCY"] = f"email=fixed:{EMAIL_MS}"
+        environment["PROVIDER_LATENCY"] = f"email=fixed:{latency_ms}" if latency_ms else ""
         environment["SENDER_CONCURRENCY"] = str(concurrency)
-        SqsQueues().enqueue(
-            stack.queue_url("EmailQueue"), [email(n, f"small{concurrency}") for n in range(count)]
-        )
+        tag = f"small{concurrency}-{latency_ms}-{count}"
+        requests = [email(n, tag) for n in range(count)]
+        SqsQueues().enqueue(stack.queue_url("EmailQueue"), requests)
         with common.quiet_stdout():
             started = time.perf_counter()
             stack.drain(max_rounds=10_000_000)
-            return time.perf_counter() - started
+            seconds = time.perf_counter() - started
+        require_sent(stack, [request.notification_id for request in requests])
+        return seconds
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds of this process and every live descendant (the runtime's process mode
+    forks one process per execution environment; they stay until the stack closes)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    me = os.getpid()
+    total = 0.0
+    for pid in used:
+        ancestor = pid
+        while ancestor not in (me, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == me:
+            total += used[pid]
+    return total
 
 
 def burst(
     count: int, senders: int, concurrency: int, budget: int = 0
-) -> tuple[float, Counter[str], float]:
+) -> tuple[float, Counter[str], float, float]:
     """Wall seconds to drain ``count`` emails at 80 ms with ``senders`` invocations at once;
-    SENT per wall second; CPU seconds of this process (moto server runs here)."""
+    send starts per wall second; CPU seconds of this process and the sender processes
+    together, and of this process alone (moto server and the runtime's pollers: one GIL)."""
     from notifications.adapters.ledger import DynamoLedger
     from notifications.adapters.sqs import SqsQueues
 
@@ -260,17 +312,17 @@ def burst(
         for start in range(0, count, 1000):
             SqsQueues().enqueue(url, requests[start : start + 1000])
         accepted = SesAcceptances()
-        cpu = time.process_time()
+        cpu, own = tree_cpu_seconds(), time.process_time()
         started = time.perf_counter()
         with accepted.sampling():
             stack.drain(max_rounds=10_000_000)
         seconds = time.perf_counter() - started
-        cpu = time.process_time() - cpu
+        cpu, own = tree_cpu_seconds() - cpu, time.process_time() - own
         items = DynamoLedger(stack.physical_id("LedgerTable")).scan()
         sent = [i for i in items if i.get("status") == "SENT"]
         if len(sent) != count:
             raise RuntimeError(f"burst: {len(sent)} of {count} SENT")
-    return seconds, accepted.per_start_second(EMAIL_MS / 1000), cpu
+    return seconds, accepted.per_start_second(EMAIL_MS / 1000), cpu, own
 
 
 class SesAcceptances:
@@ -337,65 +389,91 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.invocation_only:
         return figures
 
-    small = min(args.burst, 100)
     rows = []
     for concurrency in (10, 1):
-        seconds = in_process_burst(small, concurrency)
-        model = math.ceil(small / BATCH) * figures[f"email_c{concurrency}_s"]
+        # calibrate the per-batch time at zero latency on 50 emails, predict 200 at 80 ms
+        calibration = in_process_burst(50, concurrency, 0)
+        per_batch = calibration / math.ceil(50 / BATCH)
+        model = math.ceil(200 / BATCH) * (
+            per_batch + math.ceil(BATCH / concurrency) * EMAIL_MS / 1000
+        )
+        seconds = in_process_burst(200, concurrency, EMAIL_MS)
         figures[f"small_burst_c{concurrency}_s"] = seconds
         figures[f"small_burst_c{concurrency}_model_s"] = model
         rows.append(
             [
                 str(concurrency),
+                f"{calibration:,.1f}",
                 f"{seconds:,.1f}",
                 f"{model:,.1f}",
                 f"{(seconds - model) / model:+.0%}",
             ]
         )
     print(
-        f"\n2a. the capacity model at small scale: {small} emails at {EMAIL_MS} ms drained by one "
-        "sender at a time (in-process runtime); model = ceil(N / 10) x part 1's batch time"
+        "\n2a. the capacity model at small scale (in-process runtime, one invocation at a "
+        f"time): 50 emails at 0 ms calibrate the batch time; predicted for 200 at {EMAIL_MS} ms: "
+        "ceil(200 / 10) x (batch time at 0 ms + ceil(10 / c) x 80 ms)"
     )
-    print(table(rows, ["SenderConcurrency", "drain s", "model s", "measured vs model"]))
+    print(
+        table(
+            rows,
+            ["SenderConcurrency", "50 at 0 ms, s", "200 at 80 ms, s", "model s", "vs model"],
+        )
+    )
 
     count = min(args.burst, 500) if args.quick else args.burst
+    calibration_count = min(count, 200)
     rows = []
     measured: dict[int, float] = {}
     for concurrency in (10, 1):
-        seconds, _, cpu = burst(count, args.senders, concurrency)
+        small, _, _, _ = burst(calibration_count, args.senders, concurrency)
+        seconds, _, cpu, own = burst(count, args.senders, concurrency)
         measured[concurrency] = seconds
-        batch = figures[f"email_c{concurrency}_s"]
-        latency_bound = count / (args.senders * BATCH / batch)
+        model = small * count / calibration_count
+        latency_rate = args.senders * BATCH / figures[f"email_c{concurrency}_s"]
         rows.append(
             [
                 str(concurrency),
+                f"{small:,.1f}",
                 f"{seconds:,.1f}",
+                f"{model:,.1f}",
+                f"{(seconds - model) / model:+.0%}",
                 f"{count / seconds:,.1f}",
-                f"{latency_bound:,.1f}",
-                f"{cpu:,.1f}",
+                f"{latency_rate:,.1f}",
+                f"{cpu / count * 1000:,.0f} / {own / count * 1000:,.0f}",
+                f"{own / seconds:.0%}",
             ]
         )
         figures[f"burst_c{concurrency}_s"] = seconds
-        figures[f"burst_c{concurrency}_model_s"] = latency_bound
+        figures[f"burst_c{concurrency}_model_s"] = model
+        figures[f"burst_c{concurrency}_cpu_ms_each"] = cpu / count * 1000
+        figures[f"burst_c{concurrency}_moto_busy"] = own / seconds
     print(
         f"\n2b. a burst of {count:,} emails at {EMAIL_MS} ms, {args.senders} sender invocations "
-        f"at once (process mode; {os.cpu_count()} CPUs on this machine)"
+        f"at once (process mode: moto server in this process, each invocation in its own; "
+        f"{os.cpu_count()} CPUs). Model: D(N) = N / X with X measured on a "
+        f"{calibration_count}-email burst. Latency bound: S x 10 / part 1's batch time, what "
+        "the drain would reach if moto answered as fast as in part 1"
     )
     print(
         table(
             rows,
             [
-                "SenderConcurrency",
-                "drain s",
+                "c",
+                f"{calibration_count} s",
+                f"{count:,} s",
+                "model s",
+                "vs model",
                 "notif/s",
-                "model s (latency-bound: N / (S x 10 / batch s))",
-                "CPU s in the moto process",
+                "latency bound /s",
+                "CPU ms each: all / moto process",
+                "moto process busy",
             ],
         )
     )
     print(f"   concurrent sends: {measured[1] / measured[10]:.1f}x the sequential path")
 
-    seconds, per_second, _ = burst(min(count, 300), args.senders, 10, budget=args.budget)
+    seconds, per_second, _, _ = burst(min(count, 300), args.senders, 10, budget=args.budget)
     peak = max(per_second.values())
     figures["budget"] = args.budget
     figures["budget_peak_per_s"] = peak

@@ -24,6 +24,7 @@ def default_steps(quick: bool) -> list[Step]:
     import cold_start
     import common
     import drain
+    import event_decode
     import package_size
     import requests_cost
     import sender_cpu
@@ -39,6 +40,7 @@ def default_steps(quick: bool) -> list[Step]:
         ("requests and cost", lambda: requests_cost.main([])),
         ("sender CPU", lambda: sender_cpu.main(["--profile", "--mime", "300"])),
         ("cold start", lambda: cold_start.main(["--importtime", "sender"])),
+        ("fan-out event validation", lambda: event_decode.main([])),
         ("package size", lambda: package_size.main([])),
         ("throughput", lambda: throughput.main(["--quick"] if quick else [])),
         ("webhook isolation", lambda: webhook_isolation.main(["--seconds", "120"])),

@@ -979,8 +979,7 @@ def preferences_set(
     ] = None,
 ) -> None:
     """Change a user's preferences (creating them if needed); prints the result."""
-    from pydantic import ValidationError
-
+    from notifications.preferences import PreferencesError
     from notifyctl.preference_changes import (
         PreferenceChangeError,
         changes_for,
@@ -1023,9 +1022,8 @@ def preferences_set(
         raise fail("nothing to change: give at least one option (see --help)")
     try:
         updated = store.update(user_id, changes)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise fail(problems) from exc
+    except PreferencesError as exc:
+        raise fail(str(exc)) from exc
     print(updated.model_dump_json(indent=2))
 
 

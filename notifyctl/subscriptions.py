@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+import msgspec
 
 from notifications.adapters.ledger import DynamoLedger
 from notifications.adapters.policy_state import DynamoHealthStore
@@ -205,7 +205,7 @@ def _replay_item(record: dict[str, Any], subscription_id: str) -> ReplayItem | N
         return None
     try:
         request = NotificationRequested.model_validate_json(str(record.get("payload", "")))
-    except ValidationError:
+    except msgspec.DecodeError:  # msgspec.ValidationError is one too
         return None  # no payload (purged) or not a request: nothing to re-send
     return ReplayItem(
         str(record["notification_id"]),

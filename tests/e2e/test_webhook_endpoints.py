@@ -9,9 +9,11 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import boto3
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +23,7 @@ from notifications.channels.webhook import (
     SecretsManagerSigningKeys,
     WebhookSubscription,
 )
-from notifications.models import Channel, NotificationRequested, notification_id
+from notifications.models import Channel, NotificationRequested, notification_id, utc_iso
 from notifyctl.cli import app
 from tests.reliability.helpers import enqueue, ledger_items, queue_depth
 from tests.samples import SAMPLE_TIME
@@ -301,6 +303,19 @@ def test_past_the_disable_horizon_an_endpoint_is_disabled_keeps_all_and_replays_
     receiver.recover_at = clock.now()
     clock.advance(60)
     notifyctl("webhooks", "enable", "sub-gone")
+    # (and a dead letter of the endpoint whose body is not a request: skipped, not a crash)
+    boto3.client("dynamodb").put_item(
+        TableName=stack.physical_id("LedgerTable"),
+        Item={
+            "notification_id": {"S": "not-a-request"},
+            "channel": {"S": "webhook"},
+            "recipient_masked": {"S": "sub-gone"},
+            "status": {"S": "DEAD_LETTERED"},
+            "created_at": {"S": utc_iso(datetime.fromtimestamp(clock.now(), UTC))},
+            "updated_at": {"S": utc_iso(datetime.fromtimestamp(clock.now(), UTC))},
+            "payload": {"S": "{not json"},
+        },
+    )
     dry = notifyctl("webhooks", "replay", "sub-gone", "--since", "2h", "--dry-run")
     assert "4 notification(s) would be replayed to sub-gone" in dry
     assert receiver.ok("/down/g") == []  # a dry run sends nothing

@@ -117,12 +117,12 @@ def test_the_sqs_handlers_do_without_the_powertools_batch_utility(function):
     assert json.loads(lines[-1]) == []
 
 
-@pytest.mark.parametrize("function", ["sender", "dlq_alarm", "delivery_feedback"])
-def test_handlers_that_take_requests_not_events_import_no_pydantic(function):
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_no_handler_imports_pydantic(function):
     # When the handler module is imported (its settings, models, adapters, Powertools)
     lines = run_in_function(function, "import app\n" + loaded("pydantic", "pydantic_core"))
-    # Then pydantic is not loaded: only the fan-out validates domain events with it; the
-    # alarm and feedback functions load it on their first use of preferences
+    # Then pydantic is not loaded: the requests, the domain events and the preferences are
+    # msgspec structs (pydantic is left to the operational events, put rarely, and the tools)
     assert json.loads(lines[-1]) == []
 
 
@@ -177,6 +177,71 @@ app.sender.providers[Channel.EMAIL].build_message(request, app.sender.renderer.r
     )
     # Then pydantic never loaded: the request is a msgspec struct, the settings plain Python,
     # and the domain events and preferences (pydantic) are not the sender's
+    assert json.loads(lines[-1]) == []
+
+
+FAN_OUT_FIRST_BATCH = """
+import json
+from types import SimpleNamespace
+import boto3
+from moto import mock_aws
+from tests.samples import load_event
+
+with mock_aws():
+    env = load_event("env.json")["FanOutFunction"]
+    sqs, dynamodb = boto3.client("sqs"), boto3.client("dynamodb")
+    urls = {name: env[name] for name in env if "_URL" in name}
+    for url in urls.values():
+        sqs.create_queue(QueueName=url.rsplit("/", 1)[1])
+    for table, key in (("LEDGER_TABLE", "notification_id"), ("PREFERENCES_TABLE", "user_id"),
+                       ("WEBHOOK_SUBSCRIPTIONS_TABLE", "subscription_id")):
+        dynamodb.create_table(
+            TableName=env[table], BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
+    # Alice has preferences: an email, a push endpoint, SMS opted out
+    document = json.dumps({"user_id": "user-123", "email": "alice@example.com",
+        "phone": "+14155550100", "opted_out_channels": ["sms"],
+        "push_endpoints": ["arn:aws:sns:us-east-1:123456789012:endpoint/GCM/shop/0001"]})
+    dynamodb.put_item(TableName=env["PREFERENCES_TABLE"],
+                      Item={"user_id": {"S": "user-123"}, "document": {"S": document}})
+    import app
+    context = SimpleNamespace(function_name="FanOutFunction", memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        aws_request_id="req-1")
+    answer = app.handler(load_event("fan_out/sqs-batch.json"), context)
+    counts = {name: int(sqs.get_queue_attributes(QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]["ApproximateNumberOfMessages"])
+        for name, url in sorted(urls.items())}
+    suppressed = dynamodb.scan(TableName=env["LEDGER_TABLE"])["Count"]
+print(json.dumps([answer, counts, suppressed]))
+"""
+
+
+def test_the_fan_out_handles_its_first_batch_without_pydantic():
+    # Given the fan-out's first batch (on moto): a UserRegistered, an OrderPlaced and a
+    # PaymentReceived of a user with stored preferences, and an OrderPlaced without user_id
+    code = FAN_OUT_FIRST_BATCH + loaded("pydantic", "pydantic_core")
+    # When a cold fan-out handles it
+    lines = run_in_function(
+        "fan_out", code, PYTHONPATH=f"{ROOT / 'layers' / 'notifications'}:{ROOT}"
+    )
+    answer, counts, suppressed = json.loads(lines[-2])
+    # Then every record settled: the valid events fanned out by the user's preferences (three
+    # emails, two pushes, SMS opted out twice and recorded in the ledger), the invalid one
+    # dead-lettered into EventsDLQ
+    assert answer == {"batchItemFailures": []}
+    assert counts == {
+        "EVENTS_DLQ_URL": 1,
+        "NOTIFICATIONS_DLQ_URL": 0,
+        "QUEUE_URL_EMAIL": 3,
+        "QUEUE_URL_PUSH": 2,
+        "QUEUE_URL_SMS": 0,
+        "QUEUE_URL_WEBHOOK": 0,
+    }
+    assert suppressed == 2
+    # And pydantic was never imported: the events, the envelope and the preferences are
+    # msgspec structs
     assert json.loads(lines[-1]) == []
 
 

@@ -1,22 +1,28 @@
 """The event catalog: the one source of truth for each domain event type a producer may publish.
 
-Each entry names the type (the EventBridge ``detail-type``), its version, the pydantic model
-its ``detail`` must satisfy, a description and an example detail. ``json_schema`` turns an
-entry into the JSON Schema (draft 4, the dialect the EventBridge schema registry takes) of the
-whole EventBridge event; ``events/schemas/<Type>.json`` and template.yaml's registry hold that
-text, and a test regenerates it and compares (docs/producers.md).
+Each entry names the type (the EventBridge ``detail-type``), its version, the model (a checked
+msgspec struct, ``notifications.events``) its ``detail`` must satisfy, a description and an
+example detail. ``json_schema`` turns an entry into the JSON Schema (draft 4, the dialect the
+EventBridge schema registry takes) of the whole EventBridge event: the structure from
+msgspec's schema, the constraints from the models' field rules, titles and dialect as
+pydantic wrote them before, so the files stayed byte for byte the same;
+``events/schemas/<Type>.json`` and template.yaml's registry hold that text, and a test
+regenerates it and compares (docs/producers.md).
 """
 
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+import msgspec
 
 from notifications.events import DomainEvent, OrderPlaced, PaymentReceived, UserRegistered
+from notifications.records import Amount, Record, Rule
 
 SCHEMA_DIALECT = "http://json-schema.org/draft-04/schema#"
 MAX_ERROR_LENGTH = 1000
@@ -127,27 +133,29 @@ def validate_detail(event_type: str, detail: Mapping[str, Any]) -> DomainEvent:
         )
     try:
         return entry.model.model_validate(detail)
-    except ValidationError as exc:
-        raise CatalogError("invalid_event", describe(exc, prefix="detail.")) from exc
+    except msgspec.ValidationError as exc:
+        # (never msgspec's own text as a fallback: it may quote a value)
+        problems = entry.model.problems(dict(detail), "detail") or ["detail: Invalid input"]
+        raise CatalogError("invalid_event", describe(problems)) from exc
 
 
-def describe(exc: ValidationError, prefix: str) -> str:
-    """Field paths and messages only: input values may hold personal data or be huge."""
-    text = "; ".join(
-        f"{prefix}{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False)
-    )
-    return text[:MAX_ERROR_LENGTH]
+def describe(problems: list[str]) -> str:
+    """A report of ``path: message`` problems (``Record.problems``: field paths and messages
+    only, input values may hold personal data or be huge), cut to ``MAX_ERROR_LENGTH``."""
+    return "; ".join(problems)[:MAX_ERROR_LENGTH]
 
 
 def json_schema(entry: EventType) -> dict[str, Any]:
     """The JSON Schema (draft 4) of a whole EventBridge event of this type."""
-    generated = entry.model.model_json_schema(ref_template="#/definitions/{model}")
-    definitions: dict[str, Any] = generated.pop("$defs", {})
-    version = generated["properties"]["schema_version"]
+    _, components = msgspec.json.schema_components(
+        (entry.model,), ref_template="#/definitions/{name}"
+    )
+    definitions = {
+        name: _with_rules(_record(entry.model, name), schema) for name, schema in components.items()
+    }
+    version = definitions[entry.name]["properties"]["schema_version"]
     version.pop("minimum", None)
     version["enum"] = [entry.version]
-    definitions[entry.name] = generated
     return {
         "$schema": SCHEMA_DIALECT,
         "title": entry.name,
@@ -162,6 +170,46 @@ def json_schema(entry: EventType) -> dict[str, Any]:
         },
         "definitions": dict(sorted(definitions.items())),
     }
+
+
+def _record(model: type[Record], name: str) -> type[Record]:
+    """The record class named ``name``: the model or one of its parts."""
+    found = _parts(model).get(name)
+    if found is None:
+        raise LookupError(name)
+    return found
+
+
+def _parts(model: type[Record]) -> dict[str, type[Record]]:
+    """The model and the records among its fields (and theirs), by class name."""
+    parts = {model.__name__: model}
+    for part in msgspec.structs.fields(model):
+        if isinstance(part.type, type) and issubclass(part.type, Record):
+            parts |= _parts(part.type)
+    return parts
+
+
+def _with_rules(record: type[Record], schema: dict[str, Any]) -> dict[str, Any]:
+    """msgspec's schema of ``record`` with each field's title (pydantic's: ``user_id`` ->
+    ``User Id``), its rule's keywords and ``date-time`` formats: the schema as pydantic
+    generated it."""
+    for part in msgspec.structs.fields(record):
+        prop = schema["properties"][part.encode_name]
+        if "$ref" in prop:
+            continue
+        rule = record._rules.get(part.name)
+        if isinstance(rule, Amount):
+            prop.clear()
+            prop.update(rule.schema())
+        else:
+            # a nullable field's constraints go to its non-null branch, as pydantic's did
+            target = prop["anyOf"][0] if "anyOf" in prop else prop
+            if datetime in (part.type, *typing.get_args(part.type)):
+                target["format"] = "date-time"
+            if isinstance(rule, Rule):
+                target.update(rule.schema())
+        prop["title"] = part.name.replace("_", " ").title()
+    return schema
 
 
 def schema_text(entry: EventType) -> str:

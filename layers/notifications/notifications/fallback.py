@@ -34,7 +34,7 @@ from notifications.routing import (
     first_reachable,
 )
 
-# types only: pydantic (events, preferences) loads where they are used
+# types only: the events and preferences modules load where they are used
 if TYPE_CHECKING:
     from notifications.preferences import Preferences, PreferencesStore
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
+import msgspec
 
 from notifications.batch import PartialBatchResponse, SqsRecord, run_batch
 from notifications.caching import TtlCache
@@ -92,8 +92,9 @@ def parse_event(
     ``source`` against ``sources`` when given); ``InvalidEvent`` names every bad field."""
     try:
         envelope = EventEnvelope.model_validate(event)
-    except ValidationError as exc:
-        raise InvalidEvent("malformed_envelope", describe(exc, prefix="")) from exc
+    except msgspec.ValidationError as exc:
+        problems = EventEnvelope.problems(dict(event)) or ["(root): Invalid input"]
+        raise InvalidEvent("malformed_envelope", describe(problems)) from exc
     try:
         if sources is not None:
             check_source(envelope.source, sources)

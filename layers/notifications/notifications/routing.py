@@ -14,7 +14,7 @@ from notifications.models import (
     notification_id,
 )
 
-# types only: pydantic (events, preferences) loads where they are used
+# types only: the events and preferences modules load where they are used
 if TYPE_CHECKING:
     from notifications.events import DomainEvent, EventEnvelope
     from notifications.preferences import Preferences
