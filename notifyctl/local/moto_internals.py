@@ -172,6 +172,36 @@ def patch_template_parsing() -> None:
     setattr(Stack, _JSON_FIRST, True)
 
 
+_RETENTION_DIRECT = "_notifyctl_retention_direct"
+
+
+def patch_sqs_retention_check() -> None:
+    """Make moto's ReceiveMessage linear, not quadratic, in the queue's depth. Idempotent.
+
+    For every message it hands out, moto checks the retention period through
+    `get_queue_attributes`, which builds *all* of the queue's attributes, the approximate
+    message counts included: a walk over every message. A receive from a queue holding n
+    messages cost O(10 n), and draining it O(n^2): 94% of the moto server's time in a
+    10,000-email burst (`bench/drain.py`), under the SQS lock every other call waits on. The
+    check reads the queue's retention period directly; what it decides is the same."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend, _RETENTION_DIRECT, False):
+        return
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    setattr(SQSBackend, _RETENTION_DIRECT, True)
+
+
 def serialize_backends() -> None:
     """Make moto's DynamoDB and SQS safe under concurrent requests. Idempotent.
 

@@ -360,6 +360,7 @@ def deploy(
     moto_internals.patch_template_parsing()
     cfn_resources.register()  # AWS::Lambda::Url, AWS::SecretsManager::Secret, SES config set
     moto_internals.patch_transactions_item_level_rollback()
+    moto_internals.patch_sqs_retention_check()  # before serialize_backends wraps it
     moto_internals.serialize_backends()
     moto_internals.patch_eventbridge_delivery()
     clients.cloudformation.create_stack(
