@@ -39,16 +39,24 @@ def create_idempotency_table(dynamodb: Any) -> None:
     )
 
 
+def ledger_table(name: str) -> Any:
+    """The ledger through boto3's DynamoDB resource, as a naive function writes it (the layer
+    itself uses the low-level client)."""
+    import boto3
+
+    return boto3.resource("dynamodb").Table(name)
+
+
 class BaselineFanOut:
     def __init__(self) -> None:
-        from notifications.adapters.aws import client, table
+        from notifications.adapters.aws import client
         from notifications.adapters.preferences import DynamoPreferencesStore
         from notifications.channels.webhook import DynamoSubscriptionStore
         from notifications.settings import FanOutSettings
 
         self.settings = FanOutSettings.from_env()
         self.sqs = client("sqs")
-        self.ledger = table(self.settings.ledger_table)
+        self.ledger = ledger_table(self.settings.ledger_table)
         self.preferences = DynamoPreferencesStore(self.settings.preferences_table)
         self.subscriptions = DynamoSubscriptionStore(self.settings.webhook_subscriptions_table)
 
@@ -114,14 +122,14 @@ class BaselineSender:
             idempotent_function,
         )
 
-        from notifications.adapters.aws import client, table
+        from notifications.adapters.aws import client
         from notifications.sending import build_providers
         from notifications.settings import SenderSettings
         from notifications.templates import TemplateRenderer
 
         self.settings = SenderSettings.from_env()
         self.sqs = client("sqs")
-        self.ledger = table(self.settings.ledger_table)
+        self.ledger = ledger_table(self.settings.ledger_table)
         self.providers = build_providers(self.settings)
         self.renderer = TemplateRenderer()
         self.config = IdempotencyConfig()

@@ -15,14 +15,19 @@ provider, template render, MIME build), and ``sender traced`` runs with
 ``POWERTOOLS_TRACE_DISABLED=false`` (template parameter ``TraceAwsCalls=true``: Powertools'
 Tracer with the X-Ray SDK, patching boto3).
 
-    python bench/cold_start.py [--runs 7] [--importtime FUNCTION] [--venv-as-is]
+``--instructions`` also counts each function's instructions once under valgrind's callgrind
+(before, now, floor): unlike time, the count does not move with the load of a shared machine.
+
+    python bench/cold_start.py [--runs 7] [--importtime FUNCTION] [--venv-as-is] [--instructions]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,12 +36,13 @@ from typing import Any
 import common
 
 FUNCTIONS = {
-    # function dir -> (env.json key, clients its first invocation uses)
-    "fan_out": ("FanOutFunction", ["client:sqs", "resource:dynamodb"]),
-    "sender": ("SenderFunction", ["client:sqs", "resource:dynamodb", "client:sesv2"]),
-    "dlq_alarm": ("DlqAlarmFunction", ["resource:dynamodb", "client:sns"]),
-    "breaker_check": ("BreakerCheckFunction", ["resource:dynamodb", "client:lambda"]),
-    "delivery_feedback": ("DeliveryFeedbackFunction", ["resource:dynamodb"]),
+    # function dir -> (env.json key, clients its first invocation uses). No DynamoDB resource
+    # since issue 18's session 6: every table goes through the low-level client.
+    "fan_out": ("FanOutFunction", ["client:sqs", "client:dynamodb"]),
+    "sender": ("SenderFunction", ["client:sqs", "client:dynamodb", "client:sesv2"]),
+    "dlq_alarm": ("DlqAlarmFunction", ["client:dynamodb", "client:sns"]),
+    "breaker_check": ("BreakerCheckFunction", ["client:dynamodb", "client:lambda"]),
+    "delivery_feedback": ("DeliveryFeedbackFunction", ["client:dynamodb"]),
 }
 
 # The Lambda Python runtime ships boto3 and botocore without the optional packages this venv
@@ -58,9 +64,9 @@ HANDLER_CODE = """
 import time, sys
 t0, c0 = time.perf_counter(), time.process_time()
 import app
-from notifications.adapters.aws import client, resource
+from notifications.adapters import aws
 for kind, _, service in (s.partition(":") for s in sys.argv[1:]):
-    (client if kind == "client" else resource)(service)
+    getattr(aws, kind)(service)  # aws.client; an older revision's aws.resource too
 #FIRST_USE
 print(time.perf_counter() - t0, time.process_time() - c0)
 """
@@ -144,6 +150,21 @@ def environment(function_key: str) -> dict[str, str]:
     return env
 
 
+def functions_at(root: Path) -> dict[str, tuple[str, list[str]]]:
+    """``FUNCTIONS`` as the benchmark of the tree at ``root`` declares it: the clients (or,
+    before issue 18's session 6, the DynamoDB resource) that revision's functions create."""
+    if root == common.ROOT:
+        return FUNCTIONS
+    module = ast.parse((root / "bench" / "cold_start.py").read_text())
+    for node in module.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "FUNCTIONS" for target in node.targets
+        ):
+            declared: dict[str, tuple[str, list[str]]] = ast.literal_eval(node.value)
+            return declared
+    raise RuntimeError(f"no FUNCTIONS in {root / 'bench' / 'cold_start.py'}")
+
+
 def handler_run(
     function: str,
     overrides: dict[str, str] | None = None,
@@ -152,7 +173,7 @@ def handler_run(
 ) -> tuple[str, str, dict[str, str], list[str]]:
     """Code, working directory, environment and arguments for one handler's cold start, on
     the code under ``root`` (another revision's tree for the "before" rows)."""
-    key, clients = FUNCTIONS[function]
+    key, clients = functions_at(root)[function]
     cwd = str(root / "functions" / function)
     env = environment(key)
     env["PYTHONPATH"] = str(root / "layers" / "notifications")
@@ -161,25 +182,31 @@ def handler_run(
     return HANDLER_CODE.replace("#FIRST_USE", first_use), cwd, env, clients
 
 
-def run_once(
-    row: str | None, prelude: str = LAMBDA_PRELUDE, before: Path | None = None
-) -> tuple[float, float]:
-    """Wall and CPU seconds of one cold start (``None``: the boto3 reference). A row is a
-    function or variant name, ``floor <function>``, or ``before <name>`` (run on ``before``)."""
+def command(
+    row: str | None, before: Path | None = None
+) -> tuple[str, str, dict[str, str], list[str]]:
+    """Code, working directory, environment and arguments of one cold start (``None``: the
+    boto3 reference). A row is a function or variant name, ``floor <function>``, or
+    ``before <name>`` (run on ``before``)."""
     root = common.ROOT
     if row is not None and row.startswith("before "):
         row, root = row.removeprefix("before "), before or common.ROOT
     if row is None:
-        code, cwd, env = BOTO3_CODE, str(common.ROOT), environment("")
-        args: list[str] = []
-    elif row.startswith("floor "):
+        return BOTO3_CODE, str(common.ROOT), environment(""), []
+    if row.startswith("floor "):
         key, args = FUNCTIONS[row.removeprefix("floor ")]
-        code, cwd, env = FLOOR_CODE, str(common.ROOT), environment(key)
-    elif row in VARIANTS:
+        return FLOOR_CODE, str(common.ROOT), environment(key), args
+    if row in VARIANTS:
         function, overrides, first_use = VARIANTS[row]
-        code, cwd, env, args = handler_run(function, overrides, first_use, root)
-    else:
-        code, cwd, env, args = handler_run(row, root=root)
+        return handler_run(function, overrides, first_use, root)
+    return handler_run(row, root=root)
+
+
+def run_once(
+    row: str | None, prelude: str = LAMBDA_PRELUDE, before: Path | None = None
+) -> tuple[float, float]:
+    """Wall and CPU seconds of one cold start (rows as ``command``)."""
+    code, cwd, env, args = command(row, before)
     out = subprocess.run(
         [sys.executable, "-c", prelude + code, *args],
         cwd=cwd,
@@ -192,6 +219,73 @@ def run_once(
         raise RuntimeError(f"{row}: {out.stderr[-2000:]}")
     wall, cpu = out.stdout.strip().splitlines()[-1].split()
     return float(wall), float(cpu)
+
+
+BARE = "bare interpreter"
+
+
+def instructions(row: str | None, prelude: str = LAMBDA_PRELUDE, before: Path | None = None) -> int:
+    """Instructions one cold start executes, counted by valgrind's callgrind: the whole
+    process (interpreter start-up and exit included; subtract the ``BARE`` row's). Unlike time
+    on a shared machine, the count does not depend on what else runs (hash seed fixed)."""
+    if row == BARE:
+        code, cwd, env, args = "import time, sys\n", str(common.ROOT), environment(""), []
+    else:
+        code, cwd, env, args = command(row, before)
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            prelude + code,
+            *args,
+        ],
+        cwd=cwd,
+        env={**env, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    counted = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode != 0 or counted is None:
+        raise RuntimeError(f"{row}: {out.stderr[-2000:]}")
+    return int(counted.group(1))
+
+
+def instruction_table(prelude: str, before: Path | None, revision: str) -> str:
+    """Figure 3 in instructions: per function, before / now / floor, millions of
+    instructions less the bare interpreter's, and the ratio to boto3 + 1 client. Each row
+    once (the count is deterministic), two at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows: list[str | None] = [BARE, None, *FUNCTIONS]
+    if before is not None:
+        rows += [f"before {function}" for function in FUNCTIONS]
+    rows += [f"floor {function}" for function in FUNCTIONS]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = pool.map(lambda row: instructions(row, prelude, before), rows)
+        counted = dict(zip(rows, counts, strict=True))
+    bare = counted[BARE]
+    base = counted[None] - bare
+
+    def cell(row: str) -> str:
+        if row not in counted:
+            return "-"
+        own = counted[row] - bare
+        return f"{own / 1e6:.0f} ({common.ratio(own, base)})"
+
+    table = [["boto3 + 1 client", "-", f"{base / 1e6:.0f} (1.00x)", "-"]]
+    table += [
+        [function, cell(f"before {function}"), cell(function), cell(f"floor {function}")]
+        for function in FUNCTIONS
+    ]
+    headers = ["function", f"M instr. before ({revision or '-'})", "M instr. now", "floor"]
+    return (
+        "Figure 3 in instructions (valgrind callgrind, bare interpreter subtracted: "
+        f"{bare / 1e6:.0f} M)\n" + common.table(table, headers)
+    )
 
 
 def importtime(function: str, top: int = 15, prelude: str = LAMBDA_PRELUDE) -> str:
@@ -229,6 +323,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--venv-as-is",
         action="store_true",
         help=f"let the child processes import {', '.join(NOT_IN_LAMBDA)} (not in Lambda)",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each function's instructions under valgrind (deterministic; slow)",
     )
     parser.add_argument(
         "--before",
@@ -285,6 +384,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(" import boto3 and create the function's own clients, nothing of ours)")
     print("goal: each handler <= 1.3x the bare boto3 reference (the two extra sender rows")
     print("      show the first email's deferred imports and the cost of TraceAwsCalls=true)")
+    if args.instructions:
+        print(instruction_table(prelude, before, args.before))
     if args.importtime:
         print(importtime(args.importtime, prelude=prelude))
     return {name: common.median(values) for name, values in cpus.items()}

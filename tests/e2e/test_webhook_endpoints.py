@@ -17,7 +17,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from notifications.adapters.aws import table
+from notifications.adapters.dynamodb import DynamoTable
 from notifications.channels.webhook import (
     DynamoSubscriptionStore,
     SecretsManagerSigningKeys,
@@ -150,9 +150,9 @@ def notifyctl(*args: str) -> str:
 
 
 def policy_items(stack, pk: str) -> dict[str, dict[str, Any]]:
-    items = table(stack.physical_id("PolicyStateTable")).query(
+    items = DynamoTable(stack.physical_id("PolicyStateTable")).query(
         KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": pk}
-    )["Items"]
+    )
     return {str(item["sk"]): item for item in items}
 
 

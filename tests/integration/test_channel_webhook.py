@@ -135,7 +135,7 @@ def webhooks(moto_account: None) -> Webhooks:
 
     store = DynamoSubscriptionStore(
         TABLE,
-        resource_factory=lambda: boto3.resource("dynamodb", region_name=REGION),
+        client_factory=lambda: boto3.client("dynamodb", region_name=REGION),
         clock=now,
     )
     monotonic = Monotonic()

@@ -133,7 +133,7 @@ def test_a_batch_of_several_users_costs_one_batch_get_and_one_send_per_channel(s
     assert operations["GetItem"] == 0
     (batch_get,) = [p for op, p in aws_requests if op == "BatchGetItem"]
     (keys,) = [table["Keys"] for table in batch_get["RequestItems"].values()]
-    assert sorted(k["user_id"] for k in keys) == users
+    assert sorted(k["user_id"]["S"] for k in keys) == users  # wire format: the low-level client
     # And each channel got one SendMessageBatch carrying the requests of all ten events
     sends = [p for op, p in aws_requests if op == "SendMessageBatch"]
     assert operations["SendMessage"] == 0

@@ -78,7 +78,7 @@ def test_unprocessed_keys_are_asked_for_again(store, monkeypatch):
     # Then the unprocessed key was resent until DynamoDB answered it
     assert sorted(found) == ["ann", "bob"]
     assert len(calls) == 3
-    assert calls[1]["RequestItems"][TABLE]["Keys"] == [{"user_id": "bob"}]
+    assert calls[1]["RequestItems"][TABLE]["Keys"] == [{"user_id": {"S": "bob"}}]  # wire format
 
 
 def test_keys_that_stay_unprocessed_fail_retryably(store, monkeypatch):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifications.adapters.aws import table
-from notifications.adapters.dynamodb import conditional
+from notifications.adapters.dynamodb import DynamoTable, conditional
 from notifications.ledger import RETENTION
 from notifications.models import utc_iso
 from notifications.preference_center import AuditEntry
@@ -20,6 +19,7 @@ class LedgerAuditLog:
 
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
+        self.table = DynamoTable(table_name)
 
     def record(self, entry: AuditEntry) -> bool:
         at = utc_iso(entry.at)
@@ -44,7 +44,7 @@ class LedgerAuditLog:
             "changes": {k: list(v) for k, v in entry.changes.items()},
         }
         response = conditional(
-            table(self.table_name).put_item,
+            self.table.put_item,
             Item=item,
             ConditionExpression="attribute_not_exists(notification_id)",
         )

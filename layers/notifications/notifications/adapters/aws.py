@@ -1,8 +1,9 @@
-"""boto3 clients and resources, created lazily and cached: importing a module costs nothing.
+"""boto3 clients, created lazily and cached: importing a module costs nothing.
 
-Clients are shared by every thread (boto3 clients are thread-safe). Resources and their
-``Table`` objects are not, so each thread gets its own (the sender's send pool,
-``sending.py``, calls providers that read DynamoDB tables from its worker threads).
+Clients are shared by every thread (boto3 clients are thread-safe: the sender's send pool,
+``sending.py``, calls providers that read DynamoDB tables from its worker threads). The layer
+creates no boto3 *resource*: DynamoDB goes through the low-level client with wire-format
+values (``adapters/dynamodb.py``; docs/performance.md, "Cold start").
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _CONFIG = Config(
 )
 
 
-# boto3's default session is not thread-safe: clients and resources are made one at a time.
+# boto3's default session is not thread-safe: clients are made one at a time.
 _MAKING = threading.Lock()
 
 
@@ -42,44 +43,7 @@ def client(service: str) -> Any:
 
 def reset_clients() -> None:
     """Forget cached clients (tests that switch endpoints or credentials)."""
-    global _generation
     client.cache_clear()
-    _generation += 1  # every thread's resources and tables are made afresh
-
-
-class _PerThread(threading.local):
-    generation = -1
-    resources: dict[str, Any]
-    tables: dict[str, Any]
-
-
-_local = _PerThread()
-_generation = 0
-
-
-def _mine() -> _PerThread:
-    if _local.generation != _generation:
-        _local.generation = _generation
-        _local.resources = {}
-        _local.tables = {}
-    return _local
-
-
-def resource(service: str) -> Any:
-    """This thread's cached boto3 resource (DynamoDB's typed-value API)."""
-    resources = _mine().resources
-    if service not in resources:
-        with _MAKING:
-            resources[service] = boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]
-    return resources[service]
-
-
-def table(name: str) -> Any:
-    """This thread's cached DynamoDB ``Table`` (building one costs about half a millisecond)."""
-    tables = _mine().tables
-    if name not in tables:
-        tables[name] = resource("dynamodb").Table(name)
-    return tables[name]
 
 
 ClientT = TypeVar("ClientT")

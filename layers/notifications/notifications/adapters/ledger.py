@@ -8,8 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from notifications.adapters.aws import client, table
-from notifications.adapters.dynamodb import conditional
+from notifications.adapters.dynamodb import DynamoTable, conditional, dynamodb
 from notifications.ledger import (
     PURGED,
     RETENTION,
@@ -69,9 +68,7 @@ class DynamoLedger:
 
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
-
-    def _table(self) -> Any:
-        return table(self.table_name)
+        self.table = DynamoTable(table_name)
 
     def record_suppressed(self, request: NotificationRequested, reason: str, now: datetime) -> None:
         self._create(request, NotificationStatus.SUPPRESSED, now, {"suppressed_reason": reason})
@@ -94,7 +91,7 @@ class DynamoLedger:
             **extra,
         }
         response = conditional(
-            self._table().put_item,
+            self.table.put_item,
             Item=item,
             ConditionExpression="attribute_not_exists(notification_id)",
         )
@@ -151,7 +148,7 @@ class DynamoLedger:
             }
         )
         response = conditional(
-            self._table().update_item,
+            self.table.update_item,
             **update,
             ConditionExpression=(
                 "attribute_not_exists(notification_id) OR "
@@ -179,7 +176,7 @@ class DynamoLedger:
         taken ahead; the circuit may open before this one's turn): one attempt fewer and no
         lease. Only while the lease is still the one taken."""
         conditional(
-            self._table().update_item,
+            self.table.update_item,
             Key={"notification_id": notification_id},
             UpdateExpression="SET attempts = attempts - :one REMOVE lease_until",
             ConditionExpression="lease_until = :lease",
@@ -202,7 +199,7 @@ class DynamoLedger:
         if provider_message_id:  # the index on it is sparse: only real ids are written
             values[":pmid"] = {"S": provider_message_id}
             provider_id = ", provider_message_id = :pmid"
-        client("dynamodb").update_item(
+        dynamodb().update_item(
             TableName=self.table_name,
             Key={"notification_id": {"S": notification_id}},
             UpdateExpression=(
@@ -220,7 +217,7 @@ class DynamoLedger:
         record's ``deferrals``, which stay after SENT; False when it is SENT already."""
         describe, names, values = _description(request)
         response = conditional(
-            self._table().update_item,
+            self.table.update_item,
             Key={"notification_id": request.notification_id},
             UpdateExpression=(
                 "SET #s = :deferred, deferred_reason = :reason, deferred_until = :until, "
@@ -251,7 +248,7 @@ class DynamoLedger:
         webhook endpoint is disabled); False when it is SENT or settled already."""
         describe, names, values = _description(request)
         response = conditional(
-            self._table().update_item,
+            self.table.update_item,
             Key={"notification_id": request.notification_id},
             UpdateExpression=(
                 "SET #s = :parked, parked_reason = :reason, parked_at = :now, updated_at = :now, "
@@ -299,7 +296,7 @@ class DynamoLedger:
         else:
             update += " REMOVE feedback_request"
         response = conditional(
-            self._table().update_item,
+            self.table.update_item,
             Key={"notification_id": notification_id},
             UpdateExpression=update,
             ConditionExpression="attribute_exists(notification_id)",
@@ -314,16 +311,13 @@ class DynamoLedger:
         """The notification a provider's message id belongs to (index ``by_provider_message``)."""
         if not provider_message_id:
             return None
-        items = (
-            self._table()
-            .query(
-                IndexName="by_provider_message",
-                KeyConditionExpression="provider_message_id = :id",
-                ExpressionAttributeValues={":id": provider_message_id},
-            )
-            .get("Items", [])
+        items = self.table.query(
+            IndexName="by_provider_message",
+            KeyConditionExpression="provider_message_id = :id",
+            ExpressionAttributeValues={":id": provider_message_id},
         )
-        return str(items[0]["notification_id"]) if items else None
+        item = next(items, None)
+        return None if item is None else str(item["notification_id"])
 
     def record_retrying(
         self, notification_id: str, failure: FailureRecord, next_attempt_at: datetime
@@ -347,7 +341,7 @@ class DynamoLedger:
         set_clause: str,
         values: dict[str, Any],
     ) -> None:
-        self._table().update_item(
+        self.table.update_item(
             Key={"notification_id": notification_id},
             UpdateExpression=(
                 f"SET {set_clause}updated_at = :at, last_error = :err, last_reason = :reason, "
@@ -411,7 +405,7 @@ class DynamoLedger:
                 values[f":o{index}"] = value
                 sets.append(f"#o{index} = if_not_exists(#o{index}, :o{index})")
         del values[":empty"]
-        self._table().update_item(
+        self.table.update_item(
             Key={"notification_id": entry.notification_id},
             # The request kept for delivery feedback is the payload now: no feedback will come.
             UpdateExpression="SET " + ", ".join(sets) + " REMOVE lease_until, feedback_request",
@@ -435,7 +429,7 @@ class DynamoLedger:
         else:
             values[":none"] = decision.why_none or "none"
             sets.append("fallback_none = :none")
-        self._table().update_item(
+        self.table.update_item(
             Key={"notification_id": notification_id},
             UpdateExpression="SET " + ", ".join(sets) + " REMOVE feedback_request",
             ExpressionAttributeValues=values,
@@ -454,13 +448,8 @@ class DynamoLedger:
             "ExpressionAttributeValues": values,
             "ScanIndexForward": False,
         }
-        while True:
-            page = self._table().query(**kwargs)
-            for item in page.get("Items", []):
-                yield {k: _plain(v) for k, v in item.items()}
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self.table.query(**kwargs):
+            yield {k: _plain(v) for k, v in item.items()}
 
     def mark_redriven(self, notification_id: str, now: datetime, operator: str) -> bool:
         """DEAD_LETTERED -> REDRIVEN with a fresh attempt budget; False if it was not dead."""
@@ -525,7 +514,7 @@ class DynamoLedger:
 
     def record_event_purge(self, entry: dict[str, Any], now: datetime, operator: str) -> None:
         """An audit record for a domain event an operator purged from EventsDLQ."""
-        self._table().put_item(
+        self.table.put_item(
             Item={
                 "notification_id": f"events-dlq:{entry.get('message_id')}",
                 "status": PURGED,
@@ -556,7 +545,7 @@ class DynamoLedger:
             + (f" REMOVE {remove_part}" if remove_part else "")
         )
         response = conditional(
-            self._table().update_item,
+            self.table.update_item,
             Key={"notification_id": notification_id},
             UpdateExpression=expression,
             ConditionExpression="#s = :expected",
@@ -573,21 +562,11 @@ class DynamoLedger:
 
     def scan(self) -> Iterator[dict[str, Any]]:
         """Every record, page by page (operators' views; not on a per-message path)."""
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = self._table().scan(**kwargs)
-            for item in page.get("Items", []):
-                yield {k: _plain(v) for k, v in item.items()}
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self.table.scan():
+            yield {k: _plain(v) for k, v in item.items()}
 
     def get(self, notification_id: str) -> dict[str, Any] | None:
-        item = (
-            self._table()
-            .get_item(Key={"notification_id": notification_id}, ConsistentRead=True)
-            .get("Item")
-        )
+        item = self.table.get_item(Key={"notification_id": notification_id}, ConsistentRead=True)
         return None if item is None else {k: _plain(v) for k, v in item.items()}
 
 

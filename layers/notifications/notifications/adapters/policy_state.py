@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from notifications.adapters.aws import table
-from notifications.adapters.dynamodb import conditional
+from notifications.adapters.dynamodb import DynamoTable, conditional
 from notifications.circuit_breaker import BREAKER_KEY, BreakerRecord, BreakerState
 from notifications.endpoint_health import ENDPOINT_KEY, REPLAY_KEY, EndpointHealth
 from notifications.kinds import Channel
@@ -21,9 +20,7 @@ class DynamoCounterStore:
 
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
-
-    def _table(self) -> Any:
-        return table(self.table_name)
+        self.table = DynamoTable(table_name)
 
     def add_action(self, slot: RateSlot, count: int, limit: int) -> dict[str, Any]:
         """The update that adds ``count`` to a counter if that keeps it within ``limit``: the
@@ -44,7 +41,7 @@ class DynamoCounterStore:
     def increment_below(self, slot: RateSlot, limit: int) -> bool:
         action = self.add_action(slot, 1, limit)
         del action["TableName"]
-        return conditional(self._table().update_item, **action) is not None
+        return conditional(self.table.update_item, **action) is not None
 
 
 def _time(value: Any) -> datetime | None:
@@ -73,19 +70,16 @@ class DynamoBreakerStore:
 
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
-
-    def _table(self) -> Any:
-        return table(self.table_name)
+        self.table = DynamoTable(table_name)
 
     def _key(self, channel: Channel) -> dict[str, str]:
         return {"pk": BREAKER_KEY, "sk": channel.value}
 
     def read(self, channel: Channel) -> BreakerRecord:
-        return _record(self._table().get_item(Key=self._key(channel)).get("Item"))
+        return _record(self.table.get_item(Key=self._key(channel)))
 
     def _conditional(self, **kwargs: Any) -> dict[str, Any] | None:
-        response: dict[str, Any] | None = conditional(self._table().update_item, **kwargs)
-        return response
+        return conditional(self.table.update_item, **kwargs)
 
     def claim_trial(self, channel: Channel, now: datetime, until: datetime) -> bool:
         return (
@@ -107,7 +101,7 @@ class DynamoBreakerStore:
         )
 
     def add_failure(self, channel: Channel) -> BreakerRecord:
-        response = self._table().update_item(
+        response = self.table.update_item(
             Key=self._key(channel),
             UpdateExpression="ADD failures :one SET #s = if_not_exists(#s, :closed)",
             ExpressionAttributeNames={"#s": "state"},
@@ -140,7 +134,7 @@ class DynamoBreakerStore:
         )
 
     def close(self, channel: Channel) -> None:
-        self._table().update_item(
+        self.table.update_item(
             Key=self._key(channel),
             UpdateExpression="SET #s = :closed, failures = :zero REMOVE open_until, trial_until",
             ExpressionAttributeNames={"#s": "state"},
@@ -148,7 +142,7 @@ class DynamoBreakerStore:
         )
 
     def set_mapping_disabled(self, channel: Channel, disabled: bool) -> None:
-        self._table().update_item(
+        self.table.update_item(
             Key=self._key(channel),
             UpdateExpression="SET mapping_disabled = :flag",
             ExpressionAttributeValues={":flag": disabled},
@@ -183,29 +177,19 @@ class DynamoHealthStore:
 
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
-
-    def _table(self) -> Any:
-        return table(self.table_name)
+        self.table = DynamoTable(table_name)
 
     def _key(self, subscription_id: str) -> dict[str, str]:
         return {"pk": ENDPOINT_KEY, "sk": subscription_id}
 
     def read(self, subscription_id: str) -> EndpointHealth:
-        item = self._table().get_item(Key=self._key(subscription_id)).get("Item")
-        return _health(subscription_id, item)
+        return _health(subscription_id, self.table.get_item(Key=self._key(subscription_id)))
 
     def read_all(self) -> list[EndpointHealth]:
-        found: list[EndpointHealth] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": ENDPOINT_KEY},
-        }
-        while True:
-            page = self._table().query(**kwargs)
-            found.extend(_health(str(item["sk"]), item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = self.table.query(
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": ENDPOINT_KEY}
+        )
+        return [_health(str(item["sk"]), item) for item in items]
 
     def record_failure(
         self,
@@ -215,7 +199,7 @@ class DynamoHealthStore:
         next_attempt_at: datetime,
         probe: bool,
     ) -> EndpointHealth:
-        response = self._table().update_item(
+        response = self.table.update_item(
             Key=self._key(subscription_id),
             UpdateExpression=(
                 "ADD consecutive_failures :one, probe_failures :probe "
@@ -234,7 +218,7 @@ class DynamoHealthStore:
         return _health(subscription_id, response.get("Attributes"))
 
     def record_success(self, subscription_id: str, now: datetime) -> EndpointHealth:
-        response = self._table().update_item(
+        response = self.table.update_item(
             Key=self._key(subscription_id),
             UpdateExpression=(
                 "SET last_success_at = :now, consecutive_failures = :zero, probe_failures = :zero "
@@ -248,7 +232,7 @@ class DynamoHealthStore:
     def claim_probe(self, subscription_id: str, now: datetime, until: datetime) -> bool:
         return (
             conditional(
-                self._table().update_item,
+                self.table.update_item,
                 Key=self._key(subscription_id),
                 UpdateExpression="SET next_attempt_at = :until",
                 ConditionExpression="next_attempt_at <= :now AND attribute_not_exists(disabled_at)",
@@ -260,7 +244,7 @@ class DynamoHealthStore:
     def disable(self, subscription_id: str, now: datetime) -> bool:
         return (
             conditional(
-                self._table().update_item,
+                self.table.update_item,
                 Key=self._key(subscription_id),
                 UpdateExpression="SET disabled_at = :now",
                 ConditionExpression="attribute_not_exists(disabled_at)",
@@ -272,7 +256,7 @@ class DynamoHealthStore:
     def record_replay(self, subscription_id: str, audit: dict[str, Any], now: datetime) -> None:
         """The audit record of one ``notifyctl webhooks replay`` (``pk = "replay"``,
         ``sk = <subscription_id>#<time>``)."""
-        self._table().put_item(
+        self.table.put_item(
             Item={
                 "pk": REPLAY_KEY,
                 "sk": f"{subscription_id}#{now.isoformat()}",
@@ -283,21 +267,18 @@ class DynamoHealthStore:
         )
 
     def replays(self, subscription_id: str) -> list[dict[str, Any]]:
-        items = (
-            self._table()
-            .query(
+        return list(
+            self.table.query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :sub)",
                 ExpressionAttributeValues={":pk": REPLAY_KEY, ":sub": f"{subscription_id}#"},
             )
-            .get("Items", [])
         )
-        return list(items)
 
     def enable(self, subscription_id: str, now: datetime) -> bool:
         """Re-enable: a fresh start (no failing period); False if it was not disabled."""
         return (
             conditional(
-                self._table().update_item,
+                self.table.update_item,
                 Key=self._key(subscription_id),
                 UpdateExpression=(
                     "SET consecutive_failures = :zero, probe_failures = :zero, enabled_at = :now "

@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from notifications.adapters.aws import resource, table
-from notifications.adapters.dynamodb import conditional
+from notifications.adapters.dynamodb import DynamoTable, conditional, dynamodb, plain, wire
 from notifications.errors import RetryableError
 from notifications.models import Channel, QuietHours
 
@@ -29,13 +28,11 @@ class DynamoPreferencesStore:
 
     def __init__(self, table_name: str, sleep: Callable[[float], None] = time.sleep) -> None:
         self.table_name = table_name
+        self.table = DynamoTable(table_name)
         self.sleep = sleep
 
-    def _table(self) -> Any:
-        return table(self.table_name)
-
     def get(self, user_id: str) -> Preferences | None:
-        item = self._table().get_item(Key={"user_id": user_id}).get("Item")
+        item = self.table.get_item(Key={"user_id": user_id})
         return None if item is None else _parse(item["document"])
 
     def get_many(self, user_ids: Collection[str]) -> dict[str, Preferences]:
@@ -56,12 +53,13 @@ class DynamoPreferencesStore:
         from notifications.preferences import BATCH_GET_BACKOFF_SECONDS, BATCH_GET_TRIES
 
         items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {self.table_name: {"Keys": [{"user_id": u} for u in user_ids]}}
+        keys = [wire({"user_id": u}) for u in user_ids]
+        request: dict[str, Any] = {self.table_name: {"Keys": keys}}
         for attempt in range(BATCH_GET_TRIES):
             if attempt:
                 self.sleep(BATCH_GET_BACKOFF_SECONDS * 2 ** (attempt - 1))
-            response = resource("dynamodb").batch_get_item(RequestItems=request)
-            items.extend(response.get("Responses", {}).get(self.table_name, []))
+            response = dynamodb().batch_get_item(RequestItems=request)
+            items.extend(plain(i) for i in response.get("Responses", {}).get(self.table_name, []))
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 return items
@@ -71,14 +69,14 @@ class DynamoPreferencesStore:
         )
 
     def put(self, preferences: Preferences) -> None:
-        self._table().put_item(
+        self.table.put_item(
             Item={"user_id": preferences.user_id, "document": preferences.model_dump_json()}
         )
 
     def get_versioned(self, user_id: str) -> tuple[Preferences | None, str | None]:
         """The preferences and their stored document (the version ``replace`` checks),
         read consistently."""
-        item = self._table().get_item(Key={"user_id": user_id}, ConsistentRead=True).get("Item")
+        item = self.table.get_item(Key={"user_id": user_id}, ConsistentRead=True)
         if item is None:
             return None, None
         document = str(item["document"])
@@ -94,7 +92,7 @@ class DynamoPreferencesStore:
         if expected_document is not None:
             values[":old"] = expected_document
         response = conditional(
-            self._table().update_item,
+            self.table.update_item,
             Key={"user_id": preferences.user_id},
             UpdateExpression="SET document = :doc",
             ConditionExpression=condition,
@@ -104,7 +102,7 @@ class DynamoPreferencesStore:
 
     def delete(self, user_id: str) -> bool:
         """Remove a user's preferences; False when there were none."""
-        response = self._table().delete_item(Key={"user_id": user_id}, ReturnValues="ALL_OLD")
+        response = self.table.delete_item(Key={"user_id": user_id}, ReturnValues="ALL_OLD")
         return "Attributes" in response
 
     def update(self, user_id: str, changes: Mapping[str, Any]) -> Preferences:

@@ -6,9 +6,8 @@ per one-second window (``pk = "budget#<channel>"``, ``sk`` = the window's epoch 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
-from notifications.adapters.aws import table
+from notifications.adapters.dynamodb import DynamoTable
 from notifications.models import Channel
 from notifications.send_budget import RateCut
 
@@ -23,12 +22,10 @@ def budget_key(channel: Channel) -> str:
 class DynamoBudgetStore:
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
-
-    def _table(self) -> Any:
-        return table(self.table_name)
+        self.table = DynamoTable(table_name)
 
     def take(self, channel: Channel, window: int, wanted: int, limit: int) -> int:
-        response = self._table().update_item(
+        response = self.table.update_item(
             Key={"pk": budget_key(channel), "sk": str(window)},
             UpdateExpression="ADD used :n SET expires_at = :ttl",
             ExpressionAttributeValues={":n": wanted, ":ttl": window + WINDOW_TTL_SECONDS},
@@ -38,13 +35,13 @@ class DynamoBudgetStore:
         return max(min(wanted, limit - (used - wanted)), 0)
 
     def read_cut(self, channel: Channel) -> RateCut | None:
-        item = self._table().get_item(Key={"pk": budget_key(channel), "sk": "cut"}).get("Item")
+        item = self.table.get_item(Key={"pk": budget_key(channel), "sk": "cut"})
         if not item:
             return None
         return RateCut(float(item["rate"]), float(item["at"]))
 
     def write_cut(self, channel: Channel, cut: RateCut) -> None:
-        self._table().put_item(
+        self.table.put_item(
             Item={
                 "pk": budget_key(channel),
                 "sk": "cut",

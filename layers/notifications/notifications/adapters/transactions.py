@@ -7,20 +7,19 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from notifications.adapters.aws import table
-from notifications.adapters.dynamodb import error_code
+from notifications.adapters.dynamodb import dynamodb, error_code, wire_request
 from notifications.admission import NOT_FAILED
 from notifications.errors import ServiceError
 
 
 class DynamoTransactions:
-    """``TransactWriteItems`` through the DynamoDB resource's client (typed Python values)."""
+    """``TransactWriteItems`` through the low-level client; the actions come with plain
+    Python values (``Key``, ``ExpressionAttributeValues``) and go in wire format."""
 
     def write(self, actions: Sequence[Mapping[str, Any]], token: str) -> list[str] | None:
-        dynamodb = table(str(actions[0]["TableName"])).meta.client
         try:
-            dynamodb.transact_write_items(
-                TransactItems=[{"Update": dict(action)} for action in actions],
+            dynamodb().transact_write_items(
+                TransactItems=[{"Update": wire_request(action)} for action in actions],
                 ClientRequestToken=token,
             )
         except ClientError as exc:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from notifications.adapters.aws import LazyClient, table
-from notifications.adapters.dynamodb import conditional
+from notifications.adapters.aws import LazyClient
+from notifications.adapters.dynamodb import DynamoTable, conditional, dynamodb
 from notifications.caching import TtlCache
 from notifications.channels.aws_errors import classify_aws_error
 from notifications.channels.base import ProviderReceipt, RenderedMessage
@@ -88,7 +88,8 @@ class CachedSubscriptionStore:
 
 class DynamoSubscriptionStore:
     """Subscriptions in a DynamoDB table keyed by ``subscription_id`` (string), through the
-    resource API (typed Python values) like every other table of the layer.
+    low-level client (``adapters.dynamodb.DynamoTable``) like every other table of the layer:
+    the sender's send pool reads them from its worker threads, and the client is thread-safe.
 
     ``list_for_event`` scans with a filter: subscriptions are few (tens, not millions)."""
 
@@ -96,17 +97,12 @@ class DynamoSubscriptionStore:
         self,
         table_name: str,
         *,
-        resource_factory: Callable[[], Any] | None = None,
+        client_factory: Callable[[], Any] = dynamodb,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.table_name = table_name
-        self._resource_factory = resource_factory
+        self.table = DynamoTable(table_name, client_factory)
         self._clock = clock
-
-    def _table(self) -> Any:
-        if self._resource_factory is not None:
-            return self._resource_factory().Table(self.table_name)
-        return table(self.table_name)
 
     @staticmethod
     def _from_item(item: Mapping[str, Any]) -> WebhookSubscription:
@@ -132,18 +128,17 @@ class DynamoSubscriptionStore:
         if subscription.disabled_reason:
             item["disabled_reason"] = subscription.disabled_reason
         try:
-            self._table().put_item(Item=item)
+            self.table.put_item(Item=item)
         except Exception as error:
             raise classify_aws_error(error) from error
 
     def get(self, subscription_id: str) -> WebhookSubscription | None:
         try:
-            response = self._table().get_item(
+            item = self.table.get_item(
                 Key={"subscription_id": subscription_id}, ConsistentRead=True
             )
         except Exception as error:
             raise classify_aws_error(error) from error
-        item = response.get("Item")
         return self._from_item(item) if item else None
 
     def list_all(self) -> list[WebhookSubscription]:
@@ -164,15 +159,8 @@ class DynamoSubscriptionStore:
         )
 
     def _scan(self, options: dict[str, Any]) -> list[WebhookSubscription]:
-        found: list[WebhookSubscription] = []
-        kwargs: dict[str, Any] = dict(options)
         try:
-            while True:
-                page = self._table().scan(**kwargs)
-                found.extend(self._from_item(item) for item in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            found = [self._from_item(item) for item in self.table.scan(**options)]
         except Exception as error:
             raise classify_aws_error(error) from error
         return sorted(found, key=lambda subscription: subscription.subscription_id)
@@ -181,7 +169,7 @@ class DynamoSubscriptionStore:
         """Disable a subscription (idempotent; a missing one stays missing)."""
         try:
             conditional(
-                self._table().update_item,
+                self.table.update_item,
                 Key={"subscription_id": subscription_id},
                 UpdateExpression="SET enabled = :off, disabled_reason = :why, disabled_at = :at",
                 ConditionExpression="attribute_exists(subscription_id)",
@@ -196,7 +184,7 @@ class DynamoSubscriptionStore:
 
     def delete(self, subscription_id: str) -> None:
         try:
-            self._table().delete_item(Key={"subscription_id": subscription_id})
+            self.table.delete_item(Key={"subscription_id": subscription_id})
         except Exception as error:
             raise classify_aws_error(error) from error
 
