@@ -11,8 +11,8 @@ from notifications.adapters.dynamodb import DynamoTable, conditional, dynamodb, 
 from notifications.errors import RetryableError
 from notifications.models import Channel, QuietHours
 
-# notifications.preferences (pydantic) is loaded on first use: the sender wires this store for
-# the rare stale push endpoint and loads no pydantic at its cold start.
+# notifications.preferences (the Preferences record) is loaded on first use: the sender wires
+# this store for the rare stale push endpoint and does not load it at its cold start.
 if TYPE_CHECKING:
     from notifications.preferences import Preferences
 
