@@ -295,9 +295,13 @@ def test_e_a_timeout_mid_batch_sends_nothing_after_the_deadline_and_recovers_the
         clock.advance(2)
         stack.drain()
 
-    # Then a later invocation, not the killed one, sent the whole batch
-    assert len(poller.invocations) == 2
-    assert poller.invocations[1].error is None
+    # Then later invocations, not the killed one, sent the whole batch: usually one; on a
+    # loaded machine the 10 s sender may put back the records it can no longer start in time
+    # (a copy with DelaySeconds 1, no attempt spent: docs/performance.md section 6), which
+    # then come in another batch (CI once saw three invocations)
+    later = poller.invocations[1:]
+    assert later
+    assert [invocation.error for invocation in later] == [None] * len(later)
     assert {
         nid: (item["status"], int(item["attempts"])) for nid, item in ledger_items(stack).items()
     } == {request.notification_id: ("SENT", 2) for request in requests}
