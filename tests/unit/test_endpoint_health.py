@@ -4,8 +4,9 @@ webhooks alone."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+
+from msgspec.structs import replace
 
 from notifications.circuit_breaker import CircuitBreaker
 from notifications.deferral import Destination

@@ -1,10 +1,10 @@
 """The delivery policy stages on their own: quiet hours, rate limit, circuit breaker, deferral."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from msgspec.structs import replace
 
 from notifications.circuit_breaker import BreakerRecord, BreakerState, CircuitBreaker
 from notifications.deferral import Deferrer, Destination, schedule_expression, schedule_name

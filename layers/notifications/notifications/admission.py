@@ -27,9 +27,10 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+
+import msgspec
 
 from notifications.ledger import AttemptClaim, Claim
 from notifications.models import NotificationRequested
@@ -44,8 +45,7 @@ CONDITION_FAILED = "ConditionalCheckFailed"
 NOT_FAILED = "None"
 
 
-@dataclass(frozen=True)
-class Admitted:
+class Admitted(msgspec.Struct, frozen=True):
     """A message admitted ahead: its rate slot is taken and its claim granted (attempt 1)."""
 
     claim: AttemptClaim

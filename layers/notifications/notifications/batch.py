@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
+
+import msgspec
 
 from notifications.observability import logger
 
@@ -33,8 +34,7 @@ class PartialBatchResponse(TypedDict):
     batchItemFailures: list[ItemFailure]
 
 
-@dataclass(frozen=True)
-class SqsRecord:
+class SqsRecord(msgspec.Struct, frozen=True):
     """One record of an SQS event, as Lambda delivers it."""
 
     message_id: str
@@ -42,7 +42,7 @@ class SqsRecord:
     body: str
     event_source_arn: str
     receive_count: int = 1
-    attributes: Mapping[str, str] = field(default_factory=dict)  # string message attributes
+    attributes: Mapping[str, str] = msgspec.field(default_factory=dict)  # string message attributes
 
     @classmethod
     def from_event(cls, raw: Mapping[str, Any]) -> SqsRecord:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,13 +27,12 @@ SCHEMA_DIALECT = "http://json-schema.org/draft-04/schema#"
 MAX_ERROR_LENGTH = 1000
 
 
-@dataclass(frozen=True)
-class EventType:
+class EventType(msgspec.Struct, frozen=True):
     name: str
     version: int
     model: type[DomainEvent]
     description: str
-    example: Mapping[str, Any] = field(default_factory=dict)
+    example: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
 CATALOG: Mapping[str, EventType] = {

@@ -18,10 +18,11 @@ Permanent failures (an invalid number, a 4xx) mean the provider answered: they d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
+
+import msgspec
 
 from notifications.kinds import Channel
 
@@ -33,8 +34,7 @@ class BreakerState(StrEnum):
     OPEN = "open"
 
 
-@dataclass(frozen=True)
-class BreakerRecord:
+class BreakerRecord(msgspec.Struct, frozen=True):
     state: BreakerState = BreakerState.CLOSED
     failures: int = 0
     open_until: datetime | None = None
@@ -50,16 +50,14 @@ class BreakerRecord:
         )
 
 
-@dataclass(frozen=True)
-class Permit:
+class Permit(msgspec.Struct, frozen=True):
     allowed: bool
     retry_at: datetime | None = None  # when not allowed
     trial: bool = False  # this send decides whether the breaker closes
     failures_seen: int = 0
 
 
-@dataclass(frozen=True)
-class Trip:
+class Trip(msgspec.Struct, frozen=True):
     """After a failure the breaker is open until ``open_until``; ``opened_now`` when this
     failure is the one that opened it (its sender then stops the channel's polling)."""
 
@@ -159,8 +157,7 @@ class EventSourceMappings(Protocol):
 # -- the scheduled check ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CheckResult:
+class CheckResult(msgspec.Struct, frozen=True):
     enabled: tuple[str, ...] = ()
     disabled: tuple[str, ...] = ()
 

@@ -18,7 +18,6 @@ spent) get their contract here when they exist.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -62,8 +61,7 @@ def parse_request(body: str) -> NotificationRequested:
         raise MalformedMessage("; ".join(problems) or str(exc)) from exc
 
 
-@dataclass(frozen=True)
-class DeadLetterMessage:
+class DeadLetterMessage(msgspec.Struct, frozen=True):
     reason: str
     error: str
     failure_class: FailureClass

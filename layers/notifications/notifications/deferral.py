@@ -16,9 +16,10 @@ to the item's ``deferrals`` list, which stays after the notification is SENT.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+import msgspec
 
 from notifications.models import NotificationRequested
 
@@ -38,8 +39,7 @@ class DeferralLog(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Destination:
+class Destination(msgspec.Struct, frozen=True):
     queue_url: str
     queue_arn: str
 

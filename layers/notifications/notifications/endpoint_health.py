@@ -25,9 +25,10 @@ Nothing about one endpoint is read or written for another's notifications.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
+
+import msgspec
 
 from notifications.errors import NotificationError
 from notifications.models import Channel, NotificationRequested
@@ -49,8 +50,7 @@ SUCCESS_REFRESH = timedelta(seconds=60)
 PROBE_WAIT = timedelta(seconds=30)
 
 
-@dataclass(frozen=True)
-class EndpointHealth:
+class EndpointHealth(msgspec.Struct, frozen=True):
     subscription_id: str
     consecutive_failures: int = 0
     probe_failures: int = 0
@@ -152,7 +152,7 @@ class EndpointHealthStage:
         until = now + batch.lease
         if self.store.claim_probe(subscription_id, now, until):
             self._probes.add(delivery.message_id)
-            self._seen[subscription_id] = replace(health, next_attempt_at=until)
+            self._seen[subscription_id] = msgspec.structs.replace(health, next_attempt_at=until)
             return GO
         self._seen.pop(subscription_id, None)
         return Defer(now + PROBE_WAIT, DeferReason.ENDPOINT_UNHEALTHY)
@@ -197,7 +197,7 @@ class EndpointHealthStage:
             and now - health.failing_since >= self.disable_after
             and self.store.disable(subscription_id, now)
         ):
-            self._seen[subscription_id] = replace(health, disabled_at=now)
+            self._seen[subscription_id] = msgspec.structs.replace(health, disabled_at=now)
             logger.warning(
                 "webhook endpoint disabled",
                 extra={
@@ -208,7 +208,7 @@ class EndpointHealthStage:
             )
             batch.metrics.count("EndpointDisabled", Channel.WEBHOOK.value)
             if self.events is not None:
-                self.events.endpoint_disabled(replace(health, disabled_at=now), now)
+                self.events.endpoint_disabled(msgspec.structs.replace(health, disabled_at=now), now)
         # The notification retries on its own schedule; the endpoint's next_attempt_at holds
         # its neighbours (a channel-wide hold would be the breaker's answer: none here).
         return None

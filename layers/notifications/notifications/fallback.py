@@ -21,9 +21,10 @@ docs/producers.md#channel-fallback-chains explains the rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
 
 from notifications.models import Channel, NotificationRequested, NotificationStatus, notification_id
 from notifications.queues import NotificationQueues
@@ -55,11 +56,10 @@ FALLBACK_ON_EXHAUSTED = frozenset({Channel.PUSH, Channel.SMS})
 EXHAUSTED = "exhausted"
 
 
-@dataclass(frozen=True)
-class FallbackDecision:
+class FallbackDecision(msgspec.Struct, frozen=True):
     request: NotificationRequested | None
     # Channels of the chain passed over, with why (opted out, no contact point).
-    skipped: tuple[str, ...] = field(default=())
+    skipped: tuple[str, ...] = ()
     why_none: str | None = None
 
 

@@ -13,7 +13,6 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -61,17 +60,15 @@ class InvalidEvent(PermanentError):
     """A domain event that can never be fanned out; it goes to EventsDLQ with the reason."""
 
 
-@dataclass
-class FanOutResult:
+class FanOutResult(msgspec.Struct):
     event_id: str | None
     event_type: str | None
-    enqueued: dict[str, int] = field(default_factory=dict)
+    enqueued: dict[str, int] = msgspec.field(default_factory=dict)
     suppressed: int = 0
     rejected_reason: str | None = None
 
 
-@dataclass(frozen=True)
-class _Accepted:
+class _Accepted(msgspec.Struct, frozen=True):
     """A valid event of the batch, keyed by its SQS message id."""
 
     key: str
@@ -79,8 +76,7 @@ class _Accepted:
     event: DomainEvent
 
 
-@dataclass(frozen=True)
-class _Outcome:
+class _Outcome(msgspec.Struct, frozen=True):
     result: FanOutResult | None = None
     error: Exception | None = None
 

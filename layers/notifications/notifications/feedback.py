@@ -24,9 +24,10 @@ import base64
 import gzip
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from notifications.adapters.ledger import DynamoLedger
 from notifications.adapters.preferences import DynamoPreferencesStore
@@ -46,8 +47,7 @@ PERMANENT_SMS_RESPONSES = (
 )
 
 
-@dataclass(frozen=True)
-class Feedback:
+class Feedback(msgspec.Struct, frozen=True):
     notification_id: str | None
     delivery_status: str
     detail: str
@@ -133,7 +133,9 @@ class DeliveryFeedback:
             if notification_id is None:
                 unmatched += 1
                 continue
-            recorded += self.apply(replace(feedback, notification_id=notification_id))
+            recorded += self.apply(
+                msgspec.structs.replace(feedback, notification_id=notification_id)
+            )
         return {"recorded": recorded, "unmatched": unmatched}
 
     def apply(self, feedback: Feedback) -> bool:

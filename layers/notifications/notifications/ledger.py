@@ -16,10 +16,11 @@ notification, a quarter of the ledger's writes. Every first write carries the de
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
+
+import msgspec
 
 from notifications.models import NotificationRequested, NotificationStatus, utc_iso
 
@@ -42,15 +43,13 @@ class Claim(StrEnum):
     LEASED = "leased"  # another invocation is sending it right now
 
 
-@dataclass(frozen=True)
-class AttemptClaim:
+class AttemptClaim(msgspec.Struct, frozen=True):
     outcome: Claim
     attempts: int = 0
     lease_until: datetime | None = None
 
 
-@dataclass(frozen=True)
-class FailureRecord:
+class FailureRecord(msgspec.Struct, frozen=True):
     reason: str
     message: str
     at: datetime
@@ -81,8 +80,7 @@ class Ledger(Protocol):
     def get(self, notification_id: str) -> dict[str, Any] | None: ...
 
 
-@dataclass(frozen=True)
-class DeadLetterEntry:
+class DeadLetterEntry(msgspec.Struct, frozen=True):
     """What the alarm function knows about one dead letter."""
 
     notification_id: str

@@ -14,9 +14,10 @@ spam, not as a precise quota, so the cheaper one wins.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
 
 if TYPE_CHECKING:
     from notifications.models import NotificationRequested
@@ -26,14 +27,12 @@ if TYPE_CHECKING:
 COUNTER_RETENTION = timedelta(hours=1)
 
 
-@dataclass(frozen=True)
-class RateDecision:
+class RateDecision(msgspec.Struct, frozen=True):
     allowed: bool
     retry_at: datetime | None = None  # when not allowed: the next window's start
 
 
-@dataclass(frozen=True)
-class RateSlot:
+class RateSlot(msgspec.Struct, frozen=True):
     """One counter: ``key`` and ``window`` (its start, epoch seconds) address the item."""
 
     key: str

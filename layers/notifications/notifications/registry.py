@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
+
+import msgspec
 
 from notifications.kinds import Channel
 
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
     from notifications.settings import SenderSettings
 
 
-@dataclass(frozen=True)
-class ChannelSpec:
+class ChannelSpec(msgspec.Struct, frozen=True):
     channel: Channel
     queue_id: str  # the queue's logical id in template.yaml
     label: str  # as the dashboard and the CLI show it

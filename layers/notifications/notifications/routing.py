@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
+
+import msgspec
 
 from notifications.models import (
     Channel,
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
 NO_CONTACT_POINT = "no_contact_point"
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(msgspec.Struct, frozen=True):
     template_id: str
     category: str
     channels: tuple[Channel, ...]
@@ -109,8 +109,7 @@ class Subscription(Protocol):
     def subscription_id(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class PlannedNotification:
+class PlannedNotification(msgspec.Struct, frozen=True):
     request: NotificationRequested
     suppressed_reason: str | None = None
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
+
+import msgspec
 
 from notifications.caching import TtlCache
 from notifications.errors import NotificationError
@@ -46,8 +47,7 @@ RECOVERY_SECONDS = 60.0
 CUT_READ_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class RateCut:
+class RateCut(msgspec.Struct, frozen=True):
     """The channel's rate was cut to ``rate`` (sends/s) at ``at`` (epoch seconds)."""
 
     rate: float
@@ -104,8 +104,7 @@ class SendBudget:
         self._cuts.evict(channel)
 
 
-@dataclass
-class _Grant:
+class _Grant(msgspec.Struct):
     window: int
     left: int
 

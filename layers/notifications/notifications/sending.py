@@ -36,10 +36,11 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
+
+import msgspec
 
 from notifications.admission import Admitted, BatchAdmission
 from notifications.batch import ItemFailure, PartialBatchResponse, SqsRecord, sqs_records
@@ -176,8 +177,7 @@ class Sender:
         return self.retry
 
 
-@dataclass
-class _InFlight:
+class _InFlight(msgspec.Struct):
     """A claimed record whose send runs in the pool."""
 
     delivery: Delivery

@@ -17,8 +17,9 @@ import os
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
+
+import msgspec
 
 from notifications.kinds import Channel
 
@@ -31,8 +32,7 @@ _REQUIRED: Any = object()
 _FLAGS = {"true": True, "1": True, "false": False, "0": False}
 
 
-@dataclass(frozen=True)
-class _Spec:
+class _Spec(msgspec.Struct, frozen=True):
     default: Any = _REQUIRED
     ge: float | None = None
     gt: float | None = None
@@ -50,8 +50,7 @@ def Field(
     return _Spec(default, ge, gt, le)
 
 
-@dataclass(frozen=True)
-class _Validator:
+class _Validator(msgspec.Struct, frozen=True):
     """A settings class's own check of some fields: ``mode="before"`` gets the raw value
     (an environment string or what the caller passed), ``"after"`` the converted one; it
     returns the value to keep or raises ``ValueError`` saying what is wrong."""
@@ -73,8 +72,7 @@ def field_validator(
     return declare
 
 
-@dataclass(frozen=True)
-class _Field:
+class _Field(msgspec.Struct, frozen=True):
     name: str
     kind: type | tuple[str, ...]  # a scalar type, or the allowed values of a Literal
     optional: bool

@@ -20,9 +20,10 @@ the circuit may open while the batch is being sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
+
+import msgspec
 
 from notifications.circuit_breaker import CircuitBreaker, EventSourceMappings, Permit
 from notifications.deferral import Destination
@@ -40,8 +41,7 @@ ALLOWED = Permit(True)
 INJECTED_FAULT = "injected_fault"
 
 
-@dataclass
-class Delivery:
+class Delivery(msgspec.Struct):
     """One record on its way through the stages (built per record, per batch)."""
 
     request: NotificationRequested
@@ -54,13 +54,12 @@ class Delivery:
     not_after: datetime | None = None
 
 
-@dataclass
-class BatchContext:
+class BatchContext(msgspec.Struct):
     """What the stages share within one batch: its clock, lease and metrics."""
 
     clock: Callable[[], datetime]
     lease: timedelta
-    metrics: ChannelMetrics = field(default_factory=ChannelMetrics)
+    metrics: ChannelMetrics = msgspec.field(default_factory=ChannelMetrics)
 
 
 class Stage(Protocol):

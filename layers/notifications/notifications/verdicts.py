@@ -21,9 +21,10 @@ alone, from the failure and the channel's retry policy, taken as data:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+import msgspec
 
 from notifications.errors import NotificationError
 from notifications.retry import MAX_VISIBILITY_SECONDS, RetryPolicy
@@ -64,27 +65,23 @@ class DeferReason(StrEnum):
 # -- stage verdicts ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Go:
+class Go(msgspec.Struct, frozen=True):
     """The stage lets the notification through."""
 
 
 GO = Go()
 
 
-@dataclass(frozen=True)
-class Defer:
+class Defer(msgspec.Struct, frozen=True):
     until: datetime
     reason: DeferReason
 
 
-@dataclass(frozen=True)
-class Reject:
+class Reject(msgspec.Struct, frozen=True):
     error: NotificationError
 
 
-@dataclass(frozen=True)
-class Park:
+class Park(msgspec.Struct, frozen=True):
     reason: str
 
 
@@ -94,8 +91,7 @@ Verdict = Go | Defer | Reject | Park
 # -- failure verdicts --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(msgspec.Struct, frozen=True):
     """A failure of one notification, as ``decide`` needs it.
 
     ``attempt``: the real provider attempts made, this one included (0 before any).
@@ -115,19 +111,16 @@ class Failure:
     visibility_room: float = MAX_VISIBILITY_SECONDS
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True):
     at: datetime
     visibility_seconds: int
 
 
-@dataclass(frozen=True)
-class PutBack:
+class PutBack(msgspec.Struct, frozen=True):
     at: datetime
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(msgspec.Struct, frozen=True):
     failure_class: FailureClass
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol
+
+import msgspec
 
 from notifications.models import NotificationRequested
 
 
-@dataclass(frozen=True)
-class RenderedMessage:
+class RenderedMessage(msgspec.Struct, frozen=True):
     """A template rendered for one channel. Which parts are set depends on the channel:
     email uses subject, text and html; SMS text; push title, text (the body), badge, deep_link;
     webhook ``payload`` (a JSON-ready dict)."""
@@ -20,15 +20,14 @@ class RenderedMessage:
     title: str | None = None
     badge: int | None = None
     deep_link: str | None = None
-    payload: dict[str, object] = field(default_factory=dict)
+    payload: dict[str, object] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ProviderReceipt:
+class ProviderReceipt(msgspec.Struct, frozen=True):
     """The provider's acceptance of a message."""
 
     provider_message_id: str | None
-    detail: dict[str, str] = field(default_factory=dict)
+    detail: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class ChannelProvider(Protocol):
