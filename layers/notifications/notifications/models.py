@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any, ClassVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # Re-exported: the enums live in notifications.kinds, which loads no validation library.
 from notifications.kinds import Channel as Channel
@@ -103,6 +102,8 @@ class QuietHours:
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # on first use (cold start)
+
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:

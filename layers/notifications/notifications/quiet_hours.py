@@ -8,7 +8,6 @@ never ignore an opt-out, which the fan-out has already turned into SUPPRESSED.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from notifications.models import NotificationRequested, QuietHours
 
@@ -18,6 +17,8 @@ def quiet_period_end(quiet: QuietHours, now: datetime) -> datetime | None:
     it. Aware ``now`` in, aware result out (in the user's zone)."""
     if quiet.start == quiet.end:
         return None
+    from zoneinfo import ZoneInfo  # on first use: most requests have no quiet hours
+
     zone = ZoneInfo(quiet.timezone)
     local = now.astimezone(zone)
     clock = local.time().replace(tzinfo=None)

@@ -673,6 +673,10 @@ def _log_ids(request: NotificationRequested) -> dict[str, str]:
     }
 
 
+def _as_built(channel: Channel, provider: ChannelProvider) -> ChannelProvider:
+    return provider
+
+
 def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvider]:
     """One provider per channel (``registry.py``), built on first use, so a cold start loads
     only the libraries of the channel its batch holds (a batch comes from one channel queue),
@@ -680,12 +684,14 @@ def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvide
     Wrapped in fault injection when ``FAILURE_RATE`` > 0: one ``random.Random(FAILURE_SEED)``
     shared by all channels, drawn from in the order of sends, as when they were built eagerly;
     or, with ``FAILURE_MODE=outage``, provider outages in whole windows (``channels/faults.py``)."""
-    from notifications.channels.faults import FaultInjectingProvider, OutageInjectingProvider
-    from notifications.channels.latency import parse_latency, with_latency
-
     # PROVIDER_LATENCY (local runs, benchmarks): each send of a modelled channel takes a drawn
-    # time first (channels/latency.py); the fault wrappers go around it.
-    latency = with_latency(parse_latency(settings.provider_latency))
+    # time first (channels/latency.py); the fault wrappers go around it. Without a model (and
+    # without FAILURE_RATE) the cold start loads neither module.
+    latency: Callable[[Channel, ChannelProvider], ChannelProvider] = _as_built
+    if settings.provider_latency.strip():
+        from notifications.channels.latency import parse_latency, with_latency
+
+        latency = with_latency(parse_latency(settings.provider_latency))
 
     def factory(channel: Channel) -> Callable[[], ChannelProvider]:
         return lambda: latency(channel, build_provider(channel, settings))
@@ -693,6 +699,8 @@ def build_providers(settings: SenderSettings) -> Mapping[Channel, ChannelProvide
     factories = {channel: factory(channel) for channel in Channel}
     if settings.failure_rate <= 0:
         return LazyProviders(factories)
+    from notifications.channels.faults import FaultInjectingProvider, OutageInjectingProvider
+
     if settings.failure_mode == "outage":
         rate, seed = settings.failure_rate, settings.failure_seed or 0
         return LazyProviders(factories, lambda p: OutageInjectingProvider(p, rate, seed))
