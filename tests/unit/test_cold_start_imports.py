@@ -20,7 +20,7 @@ import pytest
 from notifications.channels.faults import FaultInjectingProvider
 from notifications.models import Channel
 from notifications.sending import build_providers
-from notifications.settings import SenderSettings
+from notifications.settings import SenderSettings, SettingsError
 from tests.samples import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -425,3 +425,86 @@ def test_fault_injection_draws_from_one_seeded_generator_in_send_order():
     assert sms.rng is email.rng is providers[Channel.WEBHOOK].rng
     assert [email.rng.random(), sms.rng.random()] == [reference.random(), reference.random()]
     assert email.failure_rate == 0.5
+
+
+# The layer's only dataclasses a cold start may define (issue 18, item 5, session 7): defining
+# a frozen dataclass generates and compiles its methods, about 3.4 M instructions each against
+# 0.15 M for a msgspec struct, so every other value class on a cold path is a struct.
+COLD_DATACLASSES = {
+    "notifications.models.QuietHours",  # a field of the msgspec records, decoded as a dataclass
+    "notifications.retry.RetryConfig",  # its random generator is left out of == and repr
+    "notifications.retry.RetrySchedule",
+    "notifications.templates.TemplateRenderer",  # its Jinja2 environment is a cached_property
+    # The fan-out reads the webhook subscriptions through the webhook channel's store, so it
+    # loads that module (its subscription, provider and pinned-address types) at cold start.
+    "notifications.channels.ssrf.HttpResponse",
+    "notifications.channels.ssrf.Target",
+    "notifications.channels.webhook.WebhookProvider",
+    "notifications.channels.webhook.WebhookSubscription",
+}
+
+
+@pytest.mark.parametrize("function", sorted(set(FUNCTIONS) - {"preference_center"}))
+def test_a_cold_start_defines_no_other_dataclass_of_the_layer(function):
+    # When the handler module is imported (its settings, stages, adapters built)
+    code = """
+import dataclasses, inspect, json, sys
+import app
+print(json.dumps(sorted(
+    f"{name}.{cls.__qualname__}"
+    for name, module in list(sys.modules.items()) if name.startswith("notifications")
+    for cls in vars(module).values()
+    if inspect.isclass(cls) and cls.__module__ == name and dataclasses.is_dataclass(cls)
+)))
+"""
+    defined = set(json.loads(run_in_function(function, code)[-1]))
+    # Then the layer's value classes it loaded are msgspec structs, but for the listed few
+    assert defined <= COLD_DATACLASSES, sorted(defined - COLD_DATACLASSES)
+
+
+def test_the_sender_cold_start_leaves_unused_stages_for_first_use():
+    # Given the sender's environment: no modelled latency, no fault injection
+    # When the handler module is imported, and then a request with quiet hours comes
+    code = f"""
+import app
+{loaded("notifications.channels.latency", "notifications.channels.faults", "zoneinfo")}
+from datetime import UTC, datetime
+from notifications.contracts import parse_request
+from notifications.quiet_hours import QuietHoursPolicy
+from tests.samples import welcome
+body = welcome(1).model_dump_json()[:-1] + (
+    ',"quiet_hours":{{"start":"22:00:00","end":"07:30:00","timezone":"America/New_York"}}}}')
+request = parse_request(body)
+print(QuietHoursPolicy().deferral(request, datetime(2026, 11, 28, 12, 0, tzinfo=UTC)))
+{loaded("zoneinfo")}
+"""
+    lines = run_in_function(
+        "sender", code, PYTHONPATH=f"{ROOT / 'layers' / 'notifications'}:{ROOT}"
+    )
+    # Then the cold start loaded neither the latency model, the fault injection nor zoneinfo
+    assert json.loads(lines[0]) == []
+    # And a request inside its quiet hours (07:00 in New York) still waits for their end,
+    # 07:30 New York time, loading zoneinfo on that first use
+    assert lines[1] == "2026-11-28 07:30:00-05:00"
+    assert json.loads(lines[2]) == ["zoneinfo"]
+
+
+def test_modelled_latency_and_fault_injection_still_wrap_the_providers():
+    from notifications.channels.faults import FaultInjectingProvider
+    from notifications.channels.latency import LatencyInjectingProvider
+
+    # Given PROVIDER_LATENCY for email and FAILURE_RATE (the modules load on this first use)
+    providers = build_providers(
+        sender_settings(PROVIDER_LATENCY="email=fixed:5", FAILURE_RATE="0.5", FAILURE_SEED="7")
+    )
+    # Then the email provider is fault-injected around its modelled latency; SMS has no model
+    email, sms = providers[Channel.EMAIL], providers[Channel.SMS]
+    assert isinstance(email, FaultInjectingProvider)
+    assert isinstance(email.inner, LatencyInjectingProvider)
+    assert not isinstance(sms.inner, LatencyInjectingProvider)
+
+
+def test_a_bad_latency_model_is_still_refused_when_the_settings_are_read():
+    # When PROVIDER_LATENCY names an unknown channel
+    with pytest.raises(SettingsError, match="PROVIDER_LATENCY: unknown channel 'fax'"):
+        sender_settings(PROVIDER_LATENCY="fax=fixed:5")
