@@ -432,9 +432,6 @@ def test_fault_injection_draws_from_one_seeded_generator_in_send_order():
 # 0.15 M for a msgspec struct, so every other value class on a cold path is a struct.
 COLD_DATACLASSES = {
     "notifications.models.QuietHours",  # a field of the msgspec records, decoded as a dataclass
-    "notifications.retry.RetryConfig",  # its random generator is left out of == and repr
-    "notifications.retry.RetrySchedule",
-    "notifications.templates.TemplateRenderer",  # its Jinja2 environment is a cached_property
     # The fan-out reads the webhook subscriptions through the webhook channel's store, so it
     # loads that module (its subscription, provider and pinned-address types) at cold start.
     "notifications.channels.ssrf.HttpResponse",

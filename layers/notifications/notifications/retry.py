@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
 from typing import Protocol
+
+import msgspec
 
 # SQS refuses a visibility timeout above 12 hours.
 MAX_VISIBILITY_SECONDS = 43_200
 
 
-@dataclass(frozen=True)
-class RetryConfig:
+class RetryConfig(msgspec.Struct, frozen=True):
     """The original spec's defaults: 3 attempts, 1 s, doubling, at most 60 s."""
 
     max_attempts: int = 3
@@ -28,7 +28,7 @@ class RetryConfig:
     backoff_multiplier: float = 2.0
     max_delay: float = 60.0
     jitter: bool = False
-    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    rng: random.Random = msgspec.field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -85,8 +85,7 @@ MAX_SCHEDULE_WAITS = 15
 MAX_SCHEDULE_WAIT_SECONDS = 7 * 24 * 3600
 
 
-@dataclass(frozen=True)
-class RetrySchedule:
+class RetrySchedule(msgspec.Struct, frozen=True):
     """A fixed schedule: after failed attempt n wait ``waits[n - 1]`` seconds; ``len(waits) + 1``
     attempts in all (webhooks: the template's ``WebhookRetrySchedule``).
 
@@ -97,7 +96,7 @@ class RetrySchedule:
 
     waits: tuple[float, ...]
     jitter: bool = False
-    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    rng: random.Random = msgspec.field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
         if not self.waits:

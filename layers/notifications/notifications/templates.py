@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from notifications.channels.base import RenderedMessage
 from notifications.errors import PermanentError
@@ -50,8 +51,7 @@ def locale_chain(locale: str | None) -> Iterator[str]:
         yield DEFAULT_LOCALE
 
 
-@dataclass
-class TemplateRenderer:
+class TemplateRenderer(msgspec.Struct, dict=True):
     """Renders a notification request into the message its channel sends."""
 
     root: Path = TEMPLATE_ROOT
