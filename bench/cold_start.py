@@ -19,6 +19,8 @@ Tracer with the X-Ray SDK, patching boto3).
 (before, now, floor): unlike time, the count does not move with the load of a shared machine.
 
     python bench/cold_start.py [--runs 7] [--importtime FUNCTION] [--venv-as-is] [--instructions]
+
+``--runs 0 --instructions`` counts instructions only (every row, the first-use variants too).
 """
 
 from __future__ import annotations
@@ -260,10 +262,13 @@ def instruction_table(prelude: str, before: Path | None, revision: str) -> str:
     once (the count is deterministic), two at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
-    rows: list[str | None] = [BARE, None, *FUNCTIONS]
+    handlers = [*FUNCTIONS, *VARIANTS]
+    rows: list[str | None] = [BARE, None, *handlers]
     if before is not None:
-        rows += [f"before {function}" for function in FUNCTIONS]
+        rows += [f"before {name}" for name in handlers]
     rows += [f"floor {function}" for function in FUNCTIONS]
+    for row in rows[1:]:  # bytecode cached first: compiling is not what a row counts
+        run_once(row, prelude, before)
     with ThreadPoolExecutor(max_workers=2) as pool:
         counts = pool.map(lambda row: instructions(row, prelude, before), rows)
         counted = dict(zip(rows, counts, strict=True))
@@ -278,8 +283,7 @@ def instruction_table(prelude: str, before: Path | None, revision: str) -> str:
 
     table = [["boto3 + 1 client", "-", f"{base / 1e6:.0f} (1.00x)", "-"]]
     table += [
-        [function, cell(f"before {function}"), cell(function), cell(f"floor {function}")]
-        for function in FUNCTIONS
+        [name, cell(f"before {name}"), cell(name), cell(f"floor {name}")] for name in handlers
     ]
     headers = ["function", f"M instr. before ({revision or '-'})", "M instr. now", "floor"]
     return (
@@ -345,6 +349,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     names += [f"floor {function}" for function in FUNCTIONS]
     walls: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in walls}
+    if args.runs < 1:  # --runs 0: the instruction counts alone (CPU time is unusable here)
+        if args.instructions:
+            print(instruction_table(prelude, before, args.before))
+        return {}
     for _ in range(args.runs):
         for name in walls:
             wall, cpu = run_once(None if name == "boto3" else name, prelude, before)
