@@ -4,9 +4,10 @@ CPU time on the shared benchmark machine moves with its load (docs/performance.m
 the number of instructions a piece of code executes does not. This module lets a benchmark
 count only a window of its run (``window``: the process runs uninstrumented until then, so
 the set-up costs nothing but valgrind's base slowdown) and attribute parts of it to named
-probes (``probe``: a Python callable run through a small C function ``bench_<name>``, whose
-inclusive cost callgrind reports, threads included: the sender sends in a thread pool, so a
-global on/off switch around moto would also switch off the other threads' work).
+probes (``probe``: a Python callable run through a small C function ``bench_p<i>``, whose
+inclusive cost callgrind reports; one profile per thread, summed, since the sender sends in
+a thread pool and an inclusive cost taken from one shared counter would include whatever
+the other threads ran meanwhile).
 
 The C helper is compiled on first use with ``gcc`` against ``valgrind/callgrind.h``
 (Debian: ``valgrind``). Outside valgrind the client requests are no-ops.
@@ -29,8 +30,8 @@ PROBES = 16  # C functions bench_p0 .. bench_p15; a probe's name maps to one of 
 _SOURCE = """
 #include <Python.h>
 #include <valgrind/callgrind.h>
-void bench_window_open(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_TOGGLE_COLLECT; }
-void bench_window_close(void) { CALLGRIND_TOGGLE_COLLECT; }
+void bench_window_open(void) { CALLGRIND_START_INSTRUMENTATION; }
+void bench_window_close(void) { CALLGRIND_STOP_INSTRUMENTATION; }
 typedef PyObject *(*probe)(PyObject *, PyObject *, PyObject *);
 """
 _SOURCE += "".join(
@@ -107,7 +108,9 @@ class Probes:
 
 @contextmanager
 def window() -> Iterator[None]:
-    """Instrument and count from here to the end of the block (all threads)."""
+    """Instrument, and so count, from here to the end of the block, in every thread (what
+    runs uninstrumented is not counted; collection itself stays on: toggling it would act
+    on the calling thread only)."""
     library = _library()
     library.bench_window_open()
     try:
@@ -120,8 +123,10 @@ def run(
     command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> tuple[str, str]:
     """``command`` under callgrind, counting only its ``window``: its standard output, and
-    the annotated inclusive profile (``callgrind_annotate --inclusive=yes``) with the
-    collected total first."""
+    the annotated inclusive profile of every thread (``callgrind_annotate --inclusive=yes``,
+    one file per thread: a probe's inclusive count is the difference of its thread's
+    counter, where one shared counter would add the other threads' work) with the collected
+    total first."""
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-out-") as out:
         target = Path(out) / "callgrind.out"
         done = subprocess.run(
@@ -129,7 +134,7 @@ def run(
                 "valgrind",
                 "--tool=callgrind",
                 "--instr-atstart=no",
-                "--collect-atstart=no",
+                "--separate-threads=yes",
                 f"--callgrind-out-file={target}",
                 *command,
             ],
@@ -142,13 +147,16 @@ def run(
         counted = re.search(r"Collected : (\d+)", done.stderr)
         if done.returncode != 0 or counted is None:
             raise RuntimeError(f"callgrind run failed:\n{done.stdout[-1500:]}{done.stderr[-6000:]}")
-        annotated = subprocess.run(
-            ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(target)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return done.stdout, f"Collected : {counted.group(1)}\n{annotated}"
+        annotated = [
+            subprocess.run(
+                ["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(part)],
+                capture_output=True,
+                text=True,
+                check=False,  # a thread that ran nothing while counted has an empty file
+            ).stdout
+            for part in sorted(Path(out).glob("callgrind.out*"))
+        ]
+        return done.stdout, f"Collected : {counted.group(1)}\n" + "\n".join(annotated)
 
 
 def inclusive(annotated: str, names: list[str]) -> dict[str, int]:
