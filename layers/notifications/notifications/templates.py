@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,9 +56,6 @@ class TemplateRenderer:
 
     root: Path = TEMPLATE_ROOT
     platform: str = "MyApp"
-    _found: dict[tuple[str, str, str], bool] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
 
     @cached_property
     def _env(self) -> ImmutableSandboxedEnvironment:
@@ -93,6 +90,10 @@ class TemplateRenderer:
             badge=_int_or_none(request.data.get("badge")),
             deep_link=_str_or_none(request.data.get("deep_link")),
         )
+
+    @cached_property
+    def _found(self) -> dict[tuple[str, str, str], bool]:
+        return {}
 
     def _exists(self, template_id: str, locale: str, filename: str) -> bool:
         # Asked for every part of every message (the locale's fallbacks, the optional HTML
