@@ -28,7 +28,8 @@ RUNTIME_SDK = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil",
 
 def precompile() -> ModuleType:
     spec = importlib.util.spec_from_file_location("precompile", LAYER / "precompile.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
