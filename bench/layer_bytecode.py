@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{compiled_note}"
     )
     print(
-        common.table(
-            table, ["cold start", "sources only", "precompiled", "M instructions saved"]
-        )
+        common.table(table, ["cold start", "sources only", "precompiled", "M instructions saved"])
     )
     return {
         f"{row} {name}": (counts[row, name] - bare) / base

@@ -177,6 +177,7 @@ def test_every_layer_module_a_cold_start_loads_has_its_bytecode_listed():
                 loaded.add(relative)
     # When the list's patterns are matched against the same packages
     tool = precompile()
+
     def matched(globs: list[str]) -> set[str]:
         return {
             path.relative_to(root).as_posix()
