@@ -11,10 +11,11 @@ dropped. Then each cold start row of ``bench/cold_start.py`` runs on that layer 
 precompile.py) and with the bytecode precompile.py writes. The reference is the same run's
 ``import boto3`` + one client (the runtime's own SDK: its bytecode is this venv's).
 
-Counted in instructions (valgrind callgrind; they do not move with the machine's load) and,
-with ``--runs N``, CPU time (median of N, interleaved).
+Measured in CPU time (median of ``--runs``, interleaved) and, with ``--instructions``, in
+instructions (valgrind callgrind, once per row: the count does not move with the machine's
+load, CPU time on a shared machine does).
 
-    python bench/layer_bytecode.py [--runs 0] [--keep]
+    python bench/layer_bytecode.py [--runs 7] [--instructions] [--keep]
 """
 
 from __future__ import annotations
@@ -101,62 +102,73 @@ def cpu_seconds(row: str | None, layer: Path | None) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=0, help="also CPU time, median of RUNS")
+    parser.add_argument("--runs", type=int, default=7, help="CPU time: median of RUNS")
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind; slow)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the built layers")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-bytecode-"))
     sources, compiled = work / "sources" / "python", work / "compiled" / "python"
+    rows = [*cold_start.FUNCTIONS, *cold_start.VARIANTS]
+    layers = {"sources only": sources, "precompiled": compiled}
+    runs: list[tuple[str | None, str, Path | None]] = [(None, "reference", None)]
+    runs += [(row, name, layer) for row in rows for name, layer in layers.items()]
+    counts: dict[tuple[str | None, str], int] = {}
+    cpu: dict[tuple[str | None, str], list[float]] = {}
     try:
         build_layer(sources)
         shutil.copytree(sources, compiled)
         compiled_note = precompile(compiled)
-        rows = [*cold_start.FUNCTIONS, *cold_start.VARIANTS]
-        layers = {"sources only": sources, "precompiled": compiled}
-        counts: dict[tuple[str | None, str], int] = {}
-        for row in [None, *rows]:
-            for name, layer in layers.items() if row is not None else [("reference", None)]:
+        for _ in range(args.runs):
+            for row, name, layer in runs:
+                cpu.setdefault((row, name), []).append(cpu_seconds(row, layer))
+        if args.instructions:
+            for row, name, layer in runs:
                 code, cwd, env, extra = on_layer(row, layer)
                 counts[row, name] = cold_start.count_instructions(code, cwd, env, extra)
-        bare = cold_start.instructions(cold_start.BARE)
-        base = counts[None, "reference"] - bare
-        cpu: dict[tuple[str | None, str], list[float]] = {}
-        for _ in range(args.runs):
-            for row in [None, *rows]:
-                for name, layer in layers.items() if row is not None else [("reference", None)]:
-                    cpu.setdefault((row, name), []).append(cpu_seconds(row, layer))
+            counts[None, "bare"] = cold_start.instructions(cold_start.BARE)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    def cell(row: str, name: str) -> str:
-        own = counts[row, name] - bare
-        text = f"{own / 1e6:,.0f} ({common.ratio(own, base)})"
+    def cell(row: str | None, name: str) -> str:
+        parts = []
         if cpu:
-            text += f", {1000 * statistics.median(cpu[row, name]):.0f} ms"
-        return text
+            median = statistics.median(cpu[row, name])
+            base = statistics.median(cpu[None, "reference"])
+            parts.append(f"{1000 * median:,.0f} ms ({common.ratio(median, base)})")
+        if counts:
+            own = counts[row, name] - counts[None, "bare"]
+            base_count = counts[None, "reference"] - counts[None, "bare"]
+            parts.append(f"{own / 1e6:,.0f} M ({common.ratio(own, base_count)})")
+        return ", ".join(parts)
 
-    table = [
-        [
-            row,
-            cell(row, "sources only"),
-            cell(row, "precompiled"),
-            f"{(counts[row, 'sources only'] - counts[row, 'precompiled']) / 1e6:,.0f}",
-        ]
-        for row in rows
-    ]
+    table = [["boto3 + 1 client", cell(None, "reference"), "", ""]]
+    for row in rows:
+        saved = []
+        if cpu:
+            medians = [statistics.median(cpu[row, name]) for name in layers]
+            saved.append(f"{1000 * (medians[0] - medians[1]):,.0f} ms")
+        if counts:
+            saved.append(
+                f"{(counts[row, 'sources only'] - counts[row, 'precompiled']) / 1e6:,.0f} M"
+            )
+        table.append([row, cell(row, "sources only"), cell(row, "precompiled"), ", ".join(saved)])
+    measures = [f"CPU ms, median of {args.runs}"] if cpu else []
+    if counts:
+        measures.append(
+            f"M instructions less the bare interpreter's ({counts[None, 'bare'] / 1e6:,.0f} M)"
+        )
     print(
-        f"Figure 3b: cold start on the built layer (this platform), read-only: M instructions "
-        f"less the bare interpreter's ({bare / 1e6:,.0f} M), ratio to boto3 + 1 client "
-        f"({base / 1e6:,.0f} M){', CPU ms median of ' + str(args.runs) if cpu else ''}; "
-        f"{compiled_note}"
+        "Figure 3b: cold start on the layer as built (this platform), /opt read-only: "
+        f"{' and '.join(measures)}; (x) against import boto3 + 1 client; {compiled_note}"
     )
-    print(
-        common.table(table, ["cold start", "sources only", "precompiled", "M instructions saved"])
-    )
+    print(common.table(table, ["cold start", "sources only", "precompiled", "saved"]))
     return {
-        f"{row} {name}": (counts[row, name] - bare) / base
+        f"{row} {name}": statistics.median(cpu[row, name]) if cpu else counts[row, name]
         for row in rows
-        for name in ("sources only", "precompiled")
+        for name in layers
     }
 
 
