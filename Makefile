@@ -30,10 +30,13 @@ FAILURE_RATE ?= 0.3
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# The layer's pins (layers/notifications/requirements.txt, without extras: pip refuses them in
+# constraints) constrain the venv too, so the tests run the versions the functions ship with.
 $(STAMP): pyproject.toml layers/notifications/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	sed 's/\[[^]]*\]//' layers/notifications/requirements.txt > $(VENV)/layer-constraints.txt
+	$(BIN)/python -m pip install --quiet -e '.[dev]' --constraint $(VENV)/layer-constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP) ## create the virtualenv (.venv) with everything installed

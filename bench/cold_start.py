@@ -234,6 +234,13 @@ def instructions(row: str | None, prelude: str = LAMBDA_PRELUDE, before: Path | 
         code, cwd, env, args = "import time, sys\n", str(common.ROOT), environment(""), []
     else:
         code, cwd, env, args = command(row, before)
+    return count_instructions(code, cwd, env, args, prelude)
+
+
+def count_instructions(
+    code: str, cwd: str, env: dict[str, str], args: list[str], prelude: str = LAMBDA_PRELUDE
+) -> int:
+    """Instructions of one ``python -c prelude + code args`` under callgrind (hash seed fixed)."""
     out = subprocess.run(
         [
             "valgrind",
@@ -252,7 +259,7 @@ def instructions(row: str | None, prelude: str = LAMBDA_PRELUDE, before: Path | 
     )
     counted = re.search(r"Collected : (\d+)", out.stderr)
     if out.returncode != 0 or counted is None:
-        raise RuntimeError(f"{row}: {out.stderr[-2000:]}")
+        raise RuntimeError(f"{code.splitlines()[-1][:60]}: {out.stderr[-2000:]}")
     return int(counted.group(1))
 
 

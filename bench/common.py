@@ -17,6 +17,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -244,17 +245,28 @@ def moto_time(profiler: Any = None) -> Iterator[list[float]]:
 
     spent = [0.0]
     original = BotocoreStubber.__call__
+    # The sender sends from a thread pool, so several threads can be inside moto at once; the
+    # profiler (one for the process since Python 3.12) is paused while any of them is, and
+    # enabling it twice would raise.
+    lock = threading.Lock()
+    inside = [0]
 
     def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
         if profiler is not None:
-            profiler.disable()
+            with lock:
+                inside[0] += 1
+                if inside[0] == 1:
+                    profiler.disable()
         started = time.perf_counter()
         try:
             return original(self, *args, **kwargs)
         finally:
             spent[0] += time.perf_counter() - started
             if profiler is not None:
-                profiler.enable()
+                with lock:
+                    inside[0] -= 1
+                    if inside[0] == 0:
+                        profiler.enable()
 
     BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
     try:

@@ -5,7 +5,8 @@ provides) into a temporary build directory, zips every artifact directory with d
 ``sam deploy`` uploads it, checks that boto3/botocore are not bundled (the Lambda runtime
 provides them), prints the sizes and deletes the build. When ``sam build`` cannot run, it says
 why and measures the layer as ``pip install --platform manylinux2014_aarch64`` of
-``layers/notifications/requirements.txt`` plus the package instead.
+``layers/notifications/requirements.txt`` plus the package and its bytecode
+(``precompile.py``, with this interpreter) instead.
 
 The reference in the same run: the same layer with boto3 bundled (what a naive build that
 lists boto3 in requirements.txt would ship).
@@ -125,6 +126,12 @@ def pip_layer(target: Path, extra: list[str]) -> None:
         common.ROOT / "layers" / "notifications" / "notifications",
         target / "notifications",
         ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    # the Makefile's last step: the bytecode of what the functions load (precompile.txt)
+    subprocess.run(
+        [sys.executable, str(common.ROOT / "layers" / "notifications" / "precompile.py"), target],
+        check=True,
+        capture_output=True,
     )
 
 

@@ -25,6 +25,7 @@ def default_steps(quick: bool) -> list[Step]:
     import common
     import drain
     import event_decode
+    import layer_bytecode
     import package_size
     import requests_cost
     import sender_cpu
@@ -40,6 +41,7 @@ def default_steps(quick: bool) -> list[Step]:
         ("requests and cost", lambda: requests_cost.main([])),
         ("sender CPU", lambda: sender_cpu.main(["--profile", "--mime", "300"])),
         ("cold start", lambda: cold_start.main(["--importtime", "sender"])),
+        ("layer bytecode", lambda: layer_bytecode.main([])),
         ("fan-out event validation", lambda: event_decode.main([])),
         ("package size", lambda: package_size.main([])),
         ("throughput", lambda: throughput.main(["--quick"] if quick else [])),

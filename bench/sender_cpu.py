@@ -17,7 +17,9 @@ in one process): the stdlib ``EmailMessage(policy=SMTP)`` builder this project u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
+import json
 import os
 import pstats
 import re
@@ -83,9 +85,13 @@ def sqs_events(stack: Any, count: int) -> list[dict[str, Any]]:
 
 
 def measure(
-    system: str, messages: int, profiler: cProfile.Profile | None = None
+    system: str,
+    messages: int,
+    profiler: cProfile.Profile | None = None,
+    counting: Callable[[], Any] | None = None,
 ) -> tuple[Timing, Any]:
-    """One fresh deployment; the handler warmed on a first batch that is not counted."""
+    """One fresh deployment; the handler warmed on a first batch that is not counted.
+    ``counting``: a context manager around the timed batches (``callgrind.window``)."""
     from notifyctl.local.clock import ControlledClock
     from notifyctl.local.functions import LambdaContext, swapped_environment
 
@@ -110,11 +116,12 @@ def measure(
             contexts = [LambdaContext(function.spec, str(uuid.uuid4())) for _ in events]
             if profiler is not None:
                 profiler.enable()
-            wall0, cpu0 = time.perf_counter(), time.process_time()
-            for event, context in zip(events, contexts, strict=True):
-                result = handler(event, context)
-                assert not result.get("batchItemFailures"), result
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            with counting() if counting is not None else contextlib.nullcontext():
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                for event, context in zip(events, contexts, strict=True):
+                    result = handler(event, context)
+                    assert not result.get("batchItemFailures"), result
+                wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             if profiler is not None:
                 profiler.disable()
         sent = _sent(stack)
@@ -173,6 +180,161 @@ def profile_report(profiler: cProfile.Profile, messages: int, top: int = 12) -> 
         short = label.split("/lib/python3")[-1]
         lines.append(f"    {1e6 * tottime / messages:7.0f}  {short[:100]}")
     return "\n".join(lines)
+
+
+# Instruction probes (``--instructions``): (label, module, attribute path). Each is run inside
+# its own C function under callgrind; its inclusive count is shown per message. Every probe
+# below the SDK's includes the SDK calls it makes; the SDK's includes moto, shown apart and
+# subtracted from the total.
+MOTO = "moto (emulator; subtracted)"
+SDK = "AWS SDK request path (botocore)"
+INSTRUCTION_PROBES = (
+    (MOTO, "moto.core.botocore_stubber", "BotocoreStubber.__call__"),
+    (SDK, "botocore.client", "BaseClient._make_api_call"),
+    ("  of which DynamoDB values to wire format (ours)", "notifications.adapters.dynamodb", "wire"),
+    ("parse the request (msgspec)", "notifications.contracts", "parse_request"),
+    ("policy stages (incl. their SDK calls)", "notifications.stages", "run"),
+    ("email: validate the address", "notifications.channels.email", "validate_recipient"),
+    ("render the template (jinja2)", "notifications.templates", "TemplateRenderer.render"),
+    (
+        "email: build the MIME message",
+        "notifications.channels.email",
+        "SesEmailProvider.build_message",
+    ),
+    ("SES send (incl. SDK)", "notifications.channels.email", "SesEmailProvider.send"),
+    ("SENT write (incl. SDK)", "notifications.adapters.ledger", "DynamoLedger.record_sent"),
+    ("metrics (EMF flush)", "notifications.observability", "ChannelMetrics.flush"),
+    ("logging (stdlib Logger._log under Powertools)", "logging", "Logger._log"),
+)
+
+
+def _install_probes(probes: Any) -> list[str]:
+    """Every ``INSTRUCTION_PROBES`` entry probed, in its module and wherever another loaded
+    module imported the same object by name (module functions are looked up as globals)."""
+    import importlib
+    import sys
+
+    for label, module_name, path in INSTRUCTION_PROBES:
+        module = importlib.import_module(module_name)
+        *owners, attribute = path.split(".")
+        owner: Any = module
+        for name in owners:
+            owner = getattr(owner, name)
+        original = getattr(owner, attribute)
+        probed = probes.probe(label, original)
+        setattr(owner, attribute, probed)
+        if not owners:  # a module function: rebind it where it was imported by name
+            for other in list(sys.modules.values()):
+                if getattr(other, "__name__", "").startswith("notifications") and (
+                    getattr(other, attribute, None) is original
+                ):
+                    setattr(other, attribute, probed)
+    return list(probes.names)
+
+
+# The counted children run botocore as Lambda's Python runtime does, without awscrt: this venv
+# has it (moto, the SAM CLI) and botocore then signs through it, converting each request to a
+# CRT request and back; ``BOTO_DISABLE_CRT`` (botocore's own switch) makes it sign in Python
+# (``botocore.auth.SigV4Auth``), as in Lambda.
+LAMBDA_SDK = {"BOTO_DISABLE_CRT": "true", "PYTHONHASHSEED": "0"}
+
+
+def instructions_child(messages: int) -> None:
+    """Run inside callgrind by ``count_instructions``: one measured product run, counting only
+    the timed batches; prints the probes' names and the message count as JSON."""
+    import callgrind
+
+    from notifications.sending import Sender
+    from notifyctl.local.functions import LambdaContext
+
+    # Under callgrind the code runs ~50 times slower: the invocation's deadline and the send
+    # timeout are stretched so the same path runs (sends, not cut or timed out); each is only
+    # compared against, whatever its value.
+    context_init, sender_init = LambdaContext.__init__, Sender.__init__
+
+    def long_context(self: Any, *args: Any, **kwargs: Any) -> None:
+        context_init(self, *args, **kwargs)
+        self._deadline += 3600
+
+    def long_sends(self: Any, *args: Any, **kwargs: Any) -> None:
+        sender_init(self, *args, **kwargs)
+        self.send_timeout = 3600.0
+
+    LambdaContext.__init__ = long_context  # type: ignore[method-assign]
+    Sender.__init__ = long_sends  # type: ignore[method-assign]
+    probes = callgrind.Probes()
+
+    @contextlib.contextmanager
+    def counting() -> Iterator[None]:
+        _install_probes(probes)  # after the warm-up batch: every module is loaded
+        with callgrind.window():
+            yield
+
+    timing, sent = measure("product", messages, counting=counting)
+    assert sent >= timing.messages, f"{sent} emails for {timing.messages}"
+    print(json.dumps({"names": probes.names, "messages": timing.messages}))
+
+
+def count_instructions(messages: int, root: Any = None) -> dict[str, float]:
+    """Instructions per message of the product's warm batches, under callgrind: the whole
+    process's work in the timed window (every thread) less moto's, and each probe's
+    inclusive count (``INSTRUCTION_PROBES``). ``root``: another checkout (``common.tree_at``)
+    whose code this script, copied there, measures."""
+    import shutil
+    import sys
+
+    import callgrind
+
+    here = common.ROOT / "bench"
+    cwd = here
+    env = dict(os.environ)
+    if root is not None:
+        for name in ("sender_cpu.py", "callgrind.py"):
+            shutil.copy(here / name, root / "bench" / name)
+        cwd = root / "bench"
+        env["PYTHONPATH"] = f"{root}:{root / 'layers' / 'notifications'}"
+    command = [sys.executable, "sender_cpu.py", "--instructions-child", str(messages)]
+    stdout, annotated = callgrind.run(command, cwd=cwd, env={**env, **LAMBDA_SDK})
+    child = json.loads(stdout.strip().splitlines()[-1])
+    counts = callgrind.inclusive(annotated, child["names"])
+    per = {name: value / child["messages"] for name, value in counts.items()}
+    per["total excluding moto"] = (callgrind.collected(annotated) - counts[MOTO]) / child[
+        "messages"
+    ]
+    per["  SDK excluding moto"] = per[SDK] - per[MOTO]
+    return per
+
+
+def instruction_table(messages: int, revision: str) -> str:
+    """``count_instructions`` now and at ``revision`` (its code, this script), side by side;
+    the two callgrind runs in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    roots = {"now": None} | ({revision: common.tree_at(revision)} if revision else {})
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            name: pool.submit(count_instructions, messages, root) for name, root in roots.items()
+        }
+        counts = {name: future.result() for name, future in futures.items()}
+    now = counts["now"]
+    rows = []
+    for label in ["total excluding moto", *now]:
+        if label == "total excluding moto" and rows:
+            continue
+        cells = [label]
+        if revision:
+            old = counts[revision].get(label)
+            cells.append("-" if old is None else f"{old / 1e3:,.0f}")
+        cells.append(f"{now[label] / 1e3:,.0f}")
+        if revision:
+            cells.append(common.ratio(now[label], old) if old else "-")
+        rows.append(cells)
+    headers = ["K instructions per message (callgrind)"]
+    headers += [f"before ({revision})", "now", "ratio"] if revision else ["now"]
+    return (
+        f"Sender instructions per message, {messages} emails in warm batches of ten "
+        "(valgrind callgrind; probes inclusive)\n" + common.table(rows, headers)
+    )
 
 
 def legacy_build_message(provider: Any, request: Any, message: Any) -> bytes:
@@ -280,15 +442,11 @@ def _canned(client: Any, service: str, body: bytes, content_type: str) -> None:
     client.meta.events.register(f"before-send.{service}", reply)
 
 
-def sdk_floor(calls: int = 300, blocks: int = 5) -> dict[str, float]:
-    """CPU microseconds per call of the two AWS calls every email makes (SES ``SendEmail``
-    with a 2 KB raw message, the ``SENT`` ``UpdateItem``), with canned responses; the
-    ``SENT`` write both through the low-level client (now) and the resource layer (before).
-    Best of ``blocks`` blocks of ``calls``, interleaved. Also a batch's admission
-    (``TransactWriteItems`` of ten first claims) per message, through the low-level client
-    with ``adapters.dynamodb.wire_request`` (now) and through the resource's client (before
-    issue 18's session 6)."""
+def floor_cases() -> dict[str, Callable[[], object]]:
+    """The SDK calls of ``sdk_floor``, each answered with a canned response, each called
+    once (the first call loads the service model and endpoint rules)."""
     import boto3
+    from botocore.config import Config
 
     from notifications.adapters.aws import _CONFIG
     from notifications.adapters.dynamodb import wire_request
@@ -348,8 +506,43 @@ def sdk_floor(calls: int = 300, blocks: int = 5) -> dict[str, float]:
         "admission of 10, low-level client + wire_request (now)": admit(low, wire_request),
         "admission of 10, resource's client (before)": admit(table.meta.client, dict),
     }
+    unchecked = Config(parameter_validation=False).merge(_CONFIG)
+    ses_unchecked = boto3.client("sesv2", config=unchecked)
+    low_unchecked = boto3.client("dynamodb", config=unchecked)
+    _canned(ses_unchecked, "sesv2", b'{"MessageId":"bench-1"}', "application/json")
+    _canned(low_unchecked, "dynamodb", b"{}", "application/x-amz-json-1.0")
+    cases["SES SendEmail, parameter_validation=False"] = lambda: ses_unchecked.send_email(
+        FromEmailAddress="a@example.com",
+        Destination={"ToAddresses": ["b@example.com"]},
+        Content={"Raw": {"Data": raw}},
+    )
+    cases["SENT UpdateItem, parameter_validation=False"] = lambda: low_unchecked.update_item(
+        TableName="ledger",
+        Key={"notification_id": {"S": "n-1"}},
+        UpdateExpression=update,
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={
+            ":sent": {"S": "SENT"},
+            ":now": {"S": now},
+            ":lat": {"N": "12"},
+            ":pmid": {"S": "bench-1"},
+        },
+    )
+    cases["admission of 10, parameter_validation=False"] = admit(low_unchecked, wire_request)
     for call in cases.values():
         call()  # first call loads the service model and endpoint rules
+    return cases
+
+
+def sdk_floor(calls: int = 300, blocks: int = 5) -> dict[str, float]:
+    """CPU microseconds per call of the two AWS calls every email makes (SES ``SendEmail``
+    with a 2 KB raw message, the ``SENT`` ``UpdateItem``), with canned responses; the
+    ``SENT`` write both through the low-level client (now) and the resource layer (before).
+    Best of ``blocks`` blocks of ``calls``, interleaved. Also a batch's admission
+    (``TransactWriteItems`` of ten first claims) per message, through the low-level client
+    with ``adapters.dynamodb.wire_request`` (now) and through the resource's client (before
+    issue 18's session 6), and the two calls with botocore's parameter validation off."""
+    cases = floor_cases()
     best = dict.fromkeys(cases, float("inf"))
     for _ in range(blocks):
         for name, call in cases.items():
@@ -358,6 +551,34 @@ def sdk_floor(calls: int = 300, blocks: int = 5) -> dict[str, float]:
                 call()
             best[name] = min(best[name], 1e6 * (time.process_time() - started) / calls)
     return best
+
+
+def floor_child(calls: int) -> None:
+    """Run inside callgrind by ``count_floor``: each ``floor_cases`` call ``calls`` times in
+    its own probe; prints the probes' names as JSON."""
+    import callgrind
+
+    probes = callgrind.Probes()
+    cases = {name: probes.probe(name, call) for name, call in floor_cases().items()}
+    with callgrind.window():
+        for call in cases.values():
+            for _ in range(calls):
+                call()
+    print(json.dumps({"names": probes.names, "calls": calls}))
+
+
+def count_floor(calls: int = 50) -> dict[str, float]:
+    """Instructions per call of each ``floor_cases`` call (callgrind, canned responses)."""
+    import sys
+
+    import callgrind
+
+    command = [sys.executable, "sender_cpu.py", "--floor-child", str(calls)]
+    env = {**os.environ, **LAMBDA_SDK}
+    stdout, annotated = callgrind.run(command, cwd=common.ROOT / "bench", env=env)
+    child = json.loads(stdout.strip().splitlines()[-1])
+    counts = callgrind.inclusive(annotated, child["names"])
+    return {name: value / child["calls"] for name, value in counts.items()}
 
 
 def print_floor(floor: dict[str, float]) -> None:
@@ -617,7 +838,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=common.BEFORE_REVISION,
         help="also measure the product at this git revision in this run ('' to skip)",
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions per message under callgrind, N emails (and --before's)",
+    )
+    parser.add_argument("--instructions-child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.instructions_child:
+        instructions_child(args.instructions_child)
+        return {}
+    if args.floor_child:
+        floor_child(args.floor_child)
+        return {}
+    if args.instructions:
+        print(instruction_table(args.instructions, args.before))
     before = (
         before_figure(args.before, args.messages, args.rounds)
         if args.before and args.rounds
@@ -638,8 +876,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"product at {args.before} (before), same run: {before:.0f} us/msg excluding moto; "
             f"now {now:.0f} ({common.ratio(now, before)})"
         )
-    print_floor(sdk_floor())
-    print(validation_ab())
+    if args.rounds:  # timed figures; --rounds 0 runs only what else was asked
+        print_floor(sdk_floor())
+        print(validation_ab())
     if args.mime:
         print(f"MIME build A/B (stdlib EmailMessage/SMTP vs direct; best of 5 x {args.mime}):")
         print(mime_ab(args.mime))

@@ -89,3 +89,38 @@ def test_webhook_payload_carries_the_event_data():
     message = TemplateRenderer().render(request(Channel.WEBHOOK, name="Alice"))
     assert message.payload["type"] == "UserRegistered"
     assert message.payload["data"] == {"name": "Alice"}
+
+
+def test_one_renderer_keeps_each_template_s_own_parts_and_locales(tmp_path):
+    """The renderer remembers which template files exist (docs/performance.md section 2): per
+    template, locale and part, so what one template has never leaks into another's message."""
+    for template, locale, files in (
+        ("plain", "en", {"email_subject.txt": "Plain {{ n }}", "email_text.txt": "text"}),
+        (
+            "rich",
+            "en",
+            {
+                "email_subject.txt": "Rich",
+                "email_text.txt": "t",
+                "email_html.html": "<b>{{ n }}</b>",
+            },
+        ),
+        ("rich", "de", {"email_subject.txt": "Reich", "email_text.txt": "t"}),
+    ):
+        folder = tmp_path / template / locale
+        folder.mkdir(parents=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+    renderer = TemplateRenderer(root=tmp_path)
+
+    first = renderer.render(request(template="plain", n="1"))
+    rich = renderer.render(request(template="rich", n="<2>"))
+    german = renderer.render(request(template="rich", locale="de", n="3"))
+    plain_de = renderer.render(request(template="plain", locale="de", n="4"))
+    again = renderer.render(request(template="plain", n="5"))
+
+    assert (first.subject, first.html) == ("Plain 1", None)
+    assert (rich.subject, rich.html) == ("Rich", "<b>&lt;2&gt;</b>")
+    assert (german.subject, german.html) == ("Reich", None)  # de has no HTML part
+    assert (plain_de.subject, plain_de.html) == ("Plain 4", None)  # falls back to en
+    assert (again.subject, again.html) == ("Plain 5", None)
