@@ -31,51 +31,18 @@ from typing import Any
 
 import cold_start
 import common
-
-LAYER_SOURCE = common.ROOT / "layers" / "notifications"
-# the Makefile's PROVIDED_BY_RUNTIME, and their metadata
-RUNTIME_SDK = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py")
+import package_size
 
 
 def build_layer(target: Path) -> None:
     """The layer for this machine: the build's pip install (host platform), our package, the
-    runtime's SDK dropped. No bytecode."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--only-binary=:all:",
-            "--no-compile",
-            "--target",
-            str(target),
-            "--requirement",
-            str(LAYER_SOURCE / "requirements.txt"),
-        ],
-        check=True,
-        capture_output=True,
+    runtime's SDK dropped (the Makefile's PROVIDED_BY_RUNTIME). No bytecode."""
+    package_size.pip_layer(
+        target, ["--only-binary=:all:", "--no-compile"], platform=[], bytecode=False
     )
-    for name in RUNTIME_SDK:
+    for name in package_size.RUNTIME_SDK:
         shutil.rmtree(target / name, ignore_errors=True)
-        (target / name).unlink(missing_ok=True)
-    shutil.copytree(
-        LAYER_SOURCE / "notifications",
-        target / "notifications",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-
-
-def precompile(target: Path) -> str:
-    out = subprocess.run(
-        [sys.executable, str(LAYER_SOURCE / "precompile.py"), str(target)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
+    (target / "six.py").unlink(missing_ok=True)
 
 
 def on_layer(row: str | None, layer: Path | None) -> tuple[str, str, dict[str, str], list[str]]:
@@ -119,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         build_layer(sources)
         shutil.copytree(sources, compiled)
-        compiled_note = precompile(compiled)
+        compiled_note = package_size.precompile(compiled)
         for _ in range(args.runs):
             for row, name, layer in runs:
                 cpu.setdefault((row, name), []).append(cpu_seconds(row, layer))

@@ -103,7 +103,12 @@ def sam_build(build_dir: Path) -> str | None:
     return None
 
 
-def pip_layer(target: Path, extra: list[str]) -> None:
+def pip_layer(
+    target: Path, extra: list[str], platform: list[str] = PLATFORM, bytecode: bool = True
+) -> None:
+    """The layer as the Makefile builds it into ``target``: pip install of its requirements
+    (for ``platform``: arm64 unless told otherwise), the notifications package, and (unless
+    ``bytecode`` is false) the bytecode precompile.py writes."""
     requirements = common.ROOT / "layers" / "notifications" / "requirements.txt"
     subprocess.run(
         [
@@ -112,7 +117,7 @@ def pip_layer(target: Path, extra: list[str]) -> None:
             "pip",
             "install",
             "--quiet",
-            *PLATFORM,
+            *platform,
             "--target",
             str(target),
             "-r",
@@ -127,12 +132,19 @@ def pip_layer(target: Path, extra: list[str]) -> None:
         target / "notifications",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    # the Makefile's last step: the bytecode of what the functions load (precompile.txt)
-    subprocess.run(
+    if bytecode:  # the Makefile's last step: the modules the functions load (precompile.txt)
+        precompile(target)
+
+
+def precompile(target: Path) -> str:
+    """Run layers/notifications/precompile.py on ``target``; what it printed."""
+    out = subprocess.run(
         [sys.executable, str(common.ROOT / "layers" / "notifications" / "precompile.py"), target],
         check=True,
         capture_output=True,
+        text=True,
     )
+    return out.stdout.strip()
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
