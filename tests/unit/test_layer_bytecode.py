@@ -22,8 +22,6 @@ from tests.unit.test_cold_start_imports import FUNCTIONS, run_in_function
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "layers" / "notifications"
-# What the Lambda runtime provides, so the layer's Makefile drops it (PROVIDED_BY_RUNTIME)
-RUNTIME_SDK = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six"}
 
 
 def precompile() -> ModuleType:
@@ -94,9 +92,19 @@ def test_a_pattern_that_matches_no_module_stops_the_build(tmp_path):
     assert list(tmp_path.rglob("*.pyc")) == []
 
 
+def provided_by_runtime() -> set[str]:
+    """The top-level packages the layer's Makefile drops because the Lambda runtime provides
+    them (its ``PROVIDED_BY_RUNTIME``)."""
+    match = re.search(
+        r"^PROVIDED_BY_RUNTIME := (.+)$", (LAYER / "Makefile").read_text(), re.MULTILINE
+    )
+    assert match is not None
+    return {name.removesuffix(".py") for name in match.group(1).split()}
+
+
 def layer_distributions() -> set[str]:
-    """The distributions the layer ships: requirements.txt and what they require (extras
-    included), less what the Lambda runtime provides."""
+    """The distributions requirements.txt installs: its lines and what they require (extras
+    included)."""
     pending = [
         Requirement(line)
         for line in (LAYER / "requirements.txt").read_text().splitlines()
@@ -116,7 +124,7 @@ def layer_distributions() -> set[str]:
                 requires.marker.evaluate({"extra": extra}) for extra in extras
             ):
                 pending.append(requires)
-    return names - RUNTIME_SDK
+    return names
 
 
 def layer_path(module_file: str, site_packages: Path, layer_top_levels: set[str]) -> str | None:
@@ -163,11 +171,13 @@ def test_every_layer_module_a_cold_start_loads_has_its_bytecode_listed():
         ("sender", "import app\n", {"POWERTOOLS_TRACE_DISABLED": "false"}),
     ]
     site_packages = Path(sysconfig.get_paths()["purelib"])
+    # the layer's packages: what requirements.txt installs, less what the Makefile drops
+    shipped = layer_distributions()
     top_levels = {
         top
         for top, distributions in importlib.metadata.packages_distributions().items()
-        if any(re.sub(r"[-_.]+", "-", d).lower() in layer_distributions() for d in distributions)
-    }
+        if any(re.sub(r"[-_.]+", "-", d).lower() in shipped for d in distributions)
+    } - provided_by_runtime()
     loaded: set[str] = set()
     for function, code, overrides in runs:
         lines = run_in_function(function, code + PRINT_FILES, **overrides)
